@@ -1,0 +1,250 @@
+"""Turning a stored submission into a request, or into a new message of an existing one."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from guichet.casework.acknowledgement import acknowledgement_subject, acknowledgement_text
+from guichet.casework.models import Attachment, Message, Request, RequestStatus
+from guichet.casework.numbering import tracking_number_allocate
+from guichet.core.audit import audit_log
+from guichet.core.blobs import blob_bytes, blob_put
+from guichet.core.deadlines import add_months
+from guichet.core.filetypes import detect_content_type
+from guichet.core.models import OutgoingMail
+from guichet.core.outbox import outbox_enqueue
+from guichet.intake.channels.registry import interpreter_for
+from guichet.intake.interpreted import Interpreted, SenderInfo
+from guichet.intake.models import Requester, Submission
+from guichet.routing.decisions import RoutingDecision
+from guichet.routing.models import RoutingRecord
+from guichet.routing.router import route
+
+logger = logging.getLogger(__name__)
+
+MAX_PROCESSING_ATTEMPTS = 5
+
+
+def _tracking_number_pattern() -> re.Pattern[str]:
+    return re.compile(rf"\b{re.escape(settings.GUICHET_TRACKING_PREFIX)}-\d{{4}}-\d{{6,}}\b")
+
+
+def submission_process(*, submission_id: int) -> int | None:
+    """Process one submission; idempotent, so the worker and the sweep may both call it."""
+    try:
+        with transaction.atomic():
+            submission = Submission.objects.select_for_update().get(pk=submission_id)
+            if submission.status in {Submission.Status.PROCESSED, Submission.Status.QUARANTINED}:
+                return submission.request_id
+            request = _process(submission)
+            submission.status = Submission.Status.PROCESSED
+            submission.processed_at = timezone.now()
+            submission.last_attempt_at = submission.processed_at
+            submission.attempts += 1
+            submission.last_error = ""
+            submission.request = request
+            submission.save(update_fields=["status", "processed_at", "last_attempt_at", "attempts", "last_error", "request"])
+            return request.pk
+    except Exception as exc:
+        logger.exception("Processing of submission %s failed", submission_id)
+        _record_failure(submission_id, exc)
+        return None
+
+
+def _record_failure(submission_id: int, exc: Exception) -> None:
+    with transaction.atomic():
+        submission = Submission.objects.select_for_update().get(pk=submission_id)
+        submission.attempts += 1
+        submission.last_attempt_at = timezone.now()
+        submission.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+        # After repeated failures a human looks at it; the raw input stays untouched either way.
+        submission.status = (
+            Submission.Status.QUARANTINED if submission.attempts >= MAX_PROCESSING_ATTEMPTS else Submission.Status.FAILED
+        )
+        submission.save(update_fields=["attempts", "last_attempt_at", "last_error", "status"])
+        audit_log(actor="system", verb="submission.fail", obj=submission, after={"error": submission.last_error[:500], "status": submission.status})
+
+
+def _process(submission: Submission) -> Request:
+    interpreted = interpreter_for(submission.channel)(blob_bytes(submission.raw), submission.envelope)
+    if interpreted.message_id:
+        duplicate = Message.objects.filter(message_id=interpreted.message_id).select_related("request").first()
+        if duplicate is not None:
+            return duplicate.request
+    existing = _matching_request(interpreted)
+    if existing is not None:
+        message_add_inbound(request=existing, interpreted=interpreted, submission=submission)
+        return existing
+    return request_open(interpreted=interpreted, submission=submission)
+
+
+def _matching_request(interpreted: Interpreted) -> Request | None:
+    """The request this message continues, if the sender may continue it.
+
+    A tracking number in the subject is public, so it only counts when the sender is the
+    requester; a reply to a Message-ID we sent proves the thread by itself.
+    """
+    known_ids = [mid for mid in (*interpreted.in_reply_to, *interpreted.references) if mid]
+    if known_ids:
+        message = Message.objects.filter(message_id__in=known_ids).select_related("request").order_by("-created_at").first()
+        if message is not None:
+            return message.request
+        mail = OutgoingMail.objects.filter(message_id__in=known_ids, request__isnull=False).select_related("request").first()
+        if mail is not None and mail.request is not None:
+            return mail.request
+    match = _tracking_number_pattern().search(interpreted.subject)
+    if match and interpreted.sender.email:
+        return (
+            Request.objects.filter(tracking_number=match.group(0), requester__email__iexact=interpreted.sender.email)
+            .select_related("requester")
+            .first()
+        )
+    return None
+
+
+def requester_resolve(*, sender: SenderInfo) -> Requester:
+    requester = None
+    if sender.email:
+        requester = Requester.objects.filter(email__iexact=sender.email).order_by("pk").first()
+    if requester is None:
+        return Requester.objects.create(
+            kind=sender.kind if sender.kind in Requester.Kind.values else Requester.Kind.PERSON,
+            name=sender.name[:200],
+            email=(sender.email or "")[:254],
+            phone=sender.phone[:40],
+            postal_address=sender.postal_address,
+            siret=sender.siret[:14],
+        )
+    updates = {"name": sender.name[:200], "phone": sender.phone[:40], "postal_address": sender.postal_address}
+    changed = [field for field, value in updates.items() if value and getattr(requester, field) != value]
+    for field in changed:
+        setattr(requester, field, updates[field])
+    if changed:
+        requester.save(update_fields=changed)
+    return requester
+
+
+def _store_message(*, request: Request, interpreted: Interpreted, submission: Submission) -> Message:
+    message = Message.objects.create(
+        request=request,
+        direction=Message.Direction.INBOUND,
+        kind=Message.Kind.CITIZEN,
+        from_address=interpreted.sender.email or "",
+        to_address=settings.GUICHET_ADDRESS,
+        subject=interpreted.subject[:500],
+        body_text=interpreted.text,
+        body_html=interpreted.html,
+        message_id=interpreted.message_id,
+        submission=submission,
+        created_at=submission.received_at,
+    )
+    Attachment.objects.bulk_create(
+        Attachment(
+            message=message,
+            blob=blob_put(data=attachment.content),
+            filename=attachment.filename[:255],
+            size=len(attachment.content),
+            content_type=detect_content_type(attachment.content),
+            declared_type=attachment.declared_type[:120],
+        )
+        for attachment in interpreted.attachments
+    )
+    return message
+
+
+def request_open(*, interpreted: Interpreted, submission: Submission) -> Request:
+    received_at = submission.received_at
+    request = Request.objects.create(
+        tracking_number=tracking_number_allocate(received_at=received_at),
+        requester=requester_resolve(sender=interpreted.sender),
+        channel=submission.channel,
+        subject=interpreted.subject[:500],
+        body_text=interpreted.text,
+        received_at=received_at,
+        legal_deadline=add_months(timezone.localdate(received_at), 2),
+    )
+    _store_message(request=request, interpreted=interpreted, submission=submission)
+    audit_log(actor=f"channel:{submission.channel}", verb="request.open", obj=request, after={"tracking_number": request.tracking_number, "submission": submission.pk})
+    request_apply_routing(request=request, decision=route(request))
+    if interpreted.is_automated:
+        logger.info("No acknowledgement for automated message on %s", request.tracking_number)
+    else:
+        request_acknowledge(request=request)
+    return request
+
+
+def request_apply_routing(*, request: Request, decision: RoutingDecision) -> None:
+    from guichet.directory.models import Authority, Service
+
+    service = decision.target if isinstance(decision.target, Service) else None
+    authority = decision.target if isinstance(decision.target, Authority) else None
+    # v0 never transmits to another authority on its own: a human confirms (one click in triage).
+    applied = service is not None
+    RoutingRecord.objects.create(
+        request=request,
+        source=RoutingRecord.Source.AUTOMATIC,
+        service=service,
+        authority=authority,
+        confidence=decision.confidence,
+        explanation=decision.explanation,
+        model_version=decision.model_version,
+        applied=applied,
+    )
+    if service is None:
+        return
+    request.service = service
+    request.silence_means = service.silence_means
+    request.status = RequestStatus.ROUTED
+    request.updated_at = timezone.now()
+    request.save(update_fields=["service", "silence_means", "status", "updated_at"])
+    audit_log(actor="router", verb="request.route", obj=request, after={"service": service.code, "confidence": decision.confidence, "model": decision.model_version})
+
+
+def request_acknowledge(*, request: Request) -> Message:
+    """Record the acknowledgement in the thread (the legal record) and send it if we can."""
+    body = acknowledgement_text(request)
+    subject = acknowledgement_subject(request)
+    first = request.messages.filter(direction=Message.Direction.INBOUND).order_by("created_at").first()
+    mail = None
+    email = request.requester.email
+    if email:
+        mail = outbox_enqueue(
+            kind=OutgoingMail.Kind.ACKNOWLEDGEMENT,
+            to_address=email,
+            subject=subject,
+            body_text=body,
+            request_id=request.pk,
+            in_reply_to=(first.message_id or "") if first else "",
+            references=(first.message_id or "") if first else "",
+            extra_headers={"Auto-Submitted": "auto-replied", "X-Guichet-Tracking": request.tracking_number},
+        )
+    message = Message.objects.create(
+        request=request,
+        direction=Message.Direction.OUTBOUND,
+        kind=Message.Kind.ACKNOWLEDGEMENT,
+        from_address=settings.GUICHET_ADDRESS,
+        to_address=email,
+        subject=subject,
+        body_text=body,
+        message_id=mail.message_id if mail else None,
+        outgoing_mail=mail,
+    )
+    audit_log(actor="system", verb="request.acknowledge", obj=request, after={"to": email, "mail": mail.pk if mail else None})
+    return message
+
+
+def message_add_inbound(*, request: Request, interpreted: Interpreted, submission: Submission) -> Message:
+    message = _store_message(request=request, interpreted=interpreted, submission=submission)
+    before = request.status
+    if request.status in {RequestStatus.ANSWERED, RequestStatus.CLOSED}:
+        request.status = RequestStatus.IN_PROGRESS
+        request.closed_at = None
+    request.updated_at = timezone.now()
+    request.save(update_fields=["status", "closed_at", "updated_at"])
+    audit_log(actor=f"channel:{submission.channel}", verb="request.citizen_message", obj=request, before={"status": before}, after={"status": request.status, "message": message.pk})
+    return message

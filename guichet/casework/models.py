@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from guichet.intake.models import Channel
+
+
+def new_public_id() -> str:
+    # 128 bits of randomness: the tracking link is the only key to a request's public page.
+    return secrets.token_urlsafe(16)
+
+
+class RequestStatus(models.TextChoices):
+    RECEIVED = "received", "Reçue"
+    ROUTED = "routed", "Orientée vers un service"
+    IN_PROGRESS = "in_progress", "En cours de traitement"
+    ANSWERED = "answered", "Répondue"
+    CLOSED = "closed", "Close"
+    FORWARDED = "forwarded", "Transmise à l'autorité compétente"
+    REJECTED_SPAM = "rejected_spam", "Rejetée (indésirable)"
+
+
+class Priority(models.TextChoices):
+    NORMAL = "normal", "Normale"
+    HIGH = "high", "Haute"
+
+
+class TrackingCounter(models.Model):
+    """Per-year sequence of tracking numbers; numbers are never reused."""
+
+    prefix = models.CharField(max_length=20)
+    year = models.PositiveIntegerField()
+    value = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["prefix", "year"], name="tracking_counter_unique")]
+
+
+class Request(models.Model):
+    tracking_number = models.CharField(max_length=40, unique=True)
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    requester = models.ForeignKey("intake.Requester", on_delete=models.PROTECT, related_name="requests")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    subject = models.CharField(max_length=500, blank=True)
+    body_text = models.TextField(blank=True)
+    language = models.CharField(max_length=8, default="fr")
+    status = models.CharField(max_length=15, choices=RequestStatus.choices, default=RequestStatus.RECEIVED, db_index=True)
+    priority = models.CharField(max_length=8, choices=Priority.choices, default=Priority.NORMAL)
+    service = models.ForeignKey("directory.Service", null=True, blank=True, on_delete=models.PROTECT, related_name="requests")
+    authority = models.ForeignKey("directory.Authority", null=True, blank=True, on_delete=models.PROTECT, related_name="requests")
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    legal_deadline = models.DateField(null=True, blank=True)
+    silence_means = models.CharField(max_length=12, default="rejection")
+    answered_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "demande"
+        indexes = [models.Index(fields=["service", "status"])]
+
+    def __str__(self) -> str:
+        return self.tracking_number
+
+    def is_overdue(self, today: dt.date | None = None) -> bool:
+        if self.legal_deadline is None or self.status in {RequestStatus.ANSWERED, RequestStatus.CLOSED, RequestStatus.FORWARDED}:
+            return False
+        return (today or timezone.localdate()) > self.legal_deadline
+
+    def tracking_url(self) -> str:
+        return f"{settings.GUICHET_PUBLIC_URL}/suivi/{self.public_id}"
+
+
+class Message(models.Model):
+    """One item of a request's thread; internal notes never leave the back office."""
+
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", "Reçu"
+        OUTBOUND = "outbound", "Envoyé"
+        INTERNAL = "internal", "Note interne"
+
+    class Kind(models.TextChoices):
+        CITIZEN = "citizen", "Message de l'usager"
+        ACKNOWLEDGEMENT = "acknowledgement", "Accusé de réception"
+        REPLY = "reply", "Réponse"
+        FORWARD_NOTICE = "forward_notice", "Avis de transmission"
+        NOTE = "note", "Note interne"
+
+    request = models.ForeignKey(Request, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    from_address = models.CharField(max_length=254, blank=True)
+    to_address = models.CharField(max_length=254, blank=True)
+    subject = models.CharField(max_length=500, blank=True)
+    body_text = models.TextField(blank=True)
+    # Raw citizen HTML, kept as received; pages only ever show it through sanitize_citizen_html.
+    body_html = models.TextField(blank=True)
+    message_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    submission = models.ForeignKey("intake.Submission", null=True, blank=True, on_delete=models.PROTECT, related_name="messages")
+    outgoing_mail = models.ForeignKey("core.OutgoingMail", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.request} {self.get_kind_display()} {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_public(self) -> bool:
+        return self.direction != self.Direction.INTERNAL
+
+
+class Attachment(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    blob = models.ForeignKey("core.Blob", on_delete=models.PROTECT, related_name="+")
+    filename = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField()
+    content_type = models.CharField(max_length=120, help_text="Type détecté d'après le contenu.")
+    declared_type = models.CharField(max_length=120, blank=True)
+
+    def __str__(self) -> str:
+        return self.filename

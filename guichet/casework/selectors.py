@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
+
+from guichet.casework.access import requests_visible_to
+from guichet.casework.models import Attachment, Message, Priority, Request, RequestStatus
+
+OPEN_STATUSES = (RequestStatus.RECEIVED, RequestStatus.ROUTED, RequestStatus.IN_PROGRESS)
+
+
+def _queue_order(queryset: QuerySet[Request]) -> QuerySet[Request]:
+    urgent_first = Case(When(priority=Priority.HIGH, then=Value(0)), default=Value(1), output_field=IntegerField())
+    return queryset.annotate(urgency=urgent_first).order_by("urgency", "received_at")
+
+
+def request_queue_for_agent(*, agent: AbstractBaseUser, statuses: tuple[str, ...] = OPEN_STATUSES) -> QuerySet[Request]:
+    visible = requests_visible_to(agent).filter(service__isnull=False, status__in=statuses)
+    return _queue_order(visible.select_related("service", "requester"))
+
+
+def triage_queue_for_agent(*, agent: AbstractBaseUser) -> QuerySet[Request]:
+    visible = requests_visible_to(agent).filter(service__isnull=True, status=RequestStatus.RECEIVED)
+    return _queue_order(visible.select_related("requester").prefetch_related("routing_records__authority", "routing_records__service"))
+
+
+def request_thread(*, request: Request, include_internal: bool) -> QuerySet[Message]:
+    messages = request.messages.select_related("author").prefetch_related(Prefetch("attachments", queryset=Attachment.objects.order_by("pk")))
+    if not include_internal:
+        messages = messages.exclude(direction=Message.Direction.INTERNAL)
+    return messages.order_by("created_at", "pk")
+
+
+def request_get_public(*, public_id: str) -> Request | None:
+    return Request.objects.select_related("service", "authority").filter(public_id=public_id).first()

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from guichet.casework import services
+from guichet.casework.access import request_get_for_agent, requests_visible_to
+from guichet.casework.forms import ForwardForm, NoteForm, ReassignForm, ReplyForm, StatusForm
+from guichet.casework.models import Attachment, Request
+from guichet.casework.selectors import request_queue_for_agent, request_thread, triage_queue_for_agent
+from guichet.core.blobs import blob_bytes
+from guichet.core.errors import GuichetError, NotFound
+
+
+def _agent(request: HttpRequest) -> AbstractBaseUser:
+    user = request.user
+    if not isinstance(user, AbstractBaseUser):
+        raise Http404
+    return user
+
+
+def _get(request: HttpRequest, tracking_number: str) -> Request:
+    try:
+        return request_get_for_agent(agent=request.user, tracking_number=tracking_number)
+    except NotFound:
+        raise Http404 from None
+
+
+@login_required
+def queue(request: HttpRequest) -> HttpResponse:
+    agent = _agent(request)
+    profile = getattr(agent, "agent", None)
+    is_triage = bool(getattr(profile, "is_triage", False) or getattr(agent, "is_superuser", False))
+    context = {
+        "mine": request_queue_for_agent(agent=agent)[:200],
+        "triage": triage_queue_for_agent(agent=agent)[:200] if is_triage else None,
+        "services": list(profile.services.all()) if profile else [],
+    }
+    return render(request, "agent/queue.html", context)
+
+
+def _detail_context(request_obj: Request, **forms_override: forms.Form) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "request_obj": request_obj,
+        "thread": request_thread(request=request_obj, include_internal=True),
+        "routing_records": request_obj.routing_records.select_related("service", "authority", "decided_by"),
+        "reply_form": ReplyForm(),
+        "note_form": NoteForm(),
+        "status_form": StatusForm(),
+        "reassign_form": ReassignForm(),
+        "forward_form": ForwardForm(),
+    }
+    context.update(forms_override)
+    return context
+
+
+@login_required
+def request_detail(request: HttpRequest, tracking_number: str) -> HttpResponse:
+    return render(request, "agent/request_detail.html", _detail_context(_get(request, tracking_number)))
+
+
+Action = Callable[[AbstractBaseUser, Request, dict[str, Any]], object]
+
+ACTIONS: dict[str, tuple[type[forms.Form], str, Action, str]] = {
+    "repondre": (ReplyForm, "reply_form", lambda a, r, d: services.request_reply(actor=a, request=r, body=d["body"]), "Réponse envoyée à l'usager."),
+    "note": (NoteForm, "note_form", lambda a, r, d: services.request_add_note(actor=a, request=r, body=d["body"]), "Note ajoutée."),
+    "statut": (StatusForm, "status_form", lambda a, r, d: services.request_change_status(actor=a, request=r, status=d["status"]), "Statut modifié."),
+    "reorienter": (ReassignForm, "reassign_form", lambda a, r, d: services.request_reassign(actor=a, request=r, service=d["service"], reason=d["reason"]), "Demande réorientée."),
+    "transmettre": (ForwardForm, "forward_form", lambda a, r, d: services.request_forward(actor=a, request=r, authority=d["authority"], reason=d["reason"]), "Demande transmise à l'autorité compétente ; l'usager est informé."),
+}
+
+
+@login_required
+@require_POST
+def request_action(request: HttpRequest, tracking_number: str, action: str) -> HttpResponse:
+    if action not in ACTIONS:
+        raise Http404
+    request_obj = _get(request, tracking_number)
+    form_class, form_name, perform, done = ACTIONS[action]
+    form = form_class(request.POST)
+    if not form.is_valid():
+        return render(request, "agent/request_detail.html", _detail_context(request_obj, **{form_name: form}), status=400)
+    try:
+        perform(_agent(request), request_obj, form.cleaned_data)
+    except GuichetError as exc:
+        messages.error(request, exc.message)
+        return redirect("agent:request_detail", tracking_number=tracking_number)
+    messages.success(request, done)
+    if not requests_visible_to(request.user).filter(pk=request_obj.pk).exists():
+        return redirect("agent:queue")
+    return redirect("agent:request_detail", tracking_number=tracking_number)
+
+
+@login_required
+def attachment_download(request: HttpRequest, tracking_number: str, attachment_id: int) -> HttpResponse:
+    request_obj = _get(request, tracking_number)
+    attachment = Attachment.objects.select_related("blob").filter(pk=attachment_id, message__request=request_obj).first()
+    if attachment is None:
+        raise Http404
+    # Always a download, never rendered in our origin: the content comes from outside.
+    response = HttpResponse(blob_bytes(attachment.blob), content_type="application/octet-stream")
+    safe_name = attachment.filename.replace('"', "").replace("\\", "")
+    response["Content-Disposition"] = f'attachment; filename="{safe_name}"'
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response

@@ -1,0 +1,73 @@
+"""The embedded SMTP intake: `250` only once the message is committed to the database."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+
+from guichet.intake.channels.email.receive import email_receive
+
+logger = logging.getLogger(__name__)
+
+
+def accepts_recipient(address: str, accepted: set[str]) -> bool:
+    local, _, domain = address.strip().lower().rpartition("@")
+    # contact+token@domain is the reply address of an outgoing mail; it reaches the same box.
+    base = local.split("+", 1)[0]
+    return f"{local}@{domain}" in accepted or f"{base}@{domain}" in accepted
+
+
+def _receive(raw: bytes, envelope: dict[str, Any]) -> int:
+    close_old_connections()
+    submission, _ = email_receive(raw=raw, envelope=envelope)
+    return submission.pk
+
+
+class IntakeHandler:
+    def __init__(self, accepted_recipients: list[str]) -> None:
+        self.accepted = {address.lower() for address in accepted_recipients}
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]) -> str:
+        if not accepts_recipient(address, self.accepted):
+            return "550 5.1.1 Destinataire inconnu / unknown recipient"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        meta = {
+            "mail_from": envelope.mail_from or "",
+            "rcpt_tos": list(envelope.rcpt_tos),
+            "peer": str(session.peer[0]) if isinstance(session.peer, tuple) else str(session.peer),
+            "helo": session.host_name or "",
+            "protocol": "smtp",
+        }
+        try:
+            submission_id = await sync_to_async(_receive, thread_sensitive=False)(raw, meta)
+        except DatabaseError:
+            logger.exception("Database unavailable: asking the sender to retry")
+            return "451 4.3.0 Erreur temporaire, réessayez plus tard / temporary failure"
+        except Exception:
+            logger.exception("Unexpected failure while storing a message")
+            return "451 4.3.0 Erreur temporaire, réessayez plus tard / temporary failure"
+        return f"250 2.0.0 Message enregistré / accepted ({submission_id})"
+
+
+def smtp_controller(*, hostname: str | None = None, port: int | None = None) -> Controller:
+    return Controller(
+        IntakeHandler(settings.GUICHET_ACCEPTED_RECIPIENTS),
+        hostname=hostname or settings.GUICHET_SMTP_HOST,
+        port=port if port is not None else settings.GUICHET_SMTP_PORT,
+        data_size_limit=settings.GUICHET_SMTP_MAX_BYTES,
+        decode_data=False,
+        enable_SMTPUTF8=True,
+        ident="Guichet",
+    )
