@@ -122,3 +122,13 @@ def intake_smtp(transactional_db: None, directory: dict[str, Any]) -> Iterator[t
         yield controller.hostname, controller.port
     finally:
         controller.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    # Rate-limit counters live in the cache; each test starts with none.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

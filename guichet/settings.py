@@ -99,7 +99,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "guichet.sqlite3",
+            "NAME": str(VAR_DIR / "guichet.sqlite3"),
             # IMMEDIATE transactions and WAL let the web, SMTP and worker threads write
             # concurrently without "database is locked" failures in the middle of a transaction.
             "OPTIONS": {
@@ -145,6 +145,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 
 # Security defaults; HTTPS-only flags switch on behind TLS.

@@ -40,6 +40,9 @@ class TrackingCounter(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["prefix", "year"], name="tracking_counter_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.prefix}-{self.year}: {self.value}"
+
 
 class Request(models.Model):
     tracking_number = models.CharField(max_length=40, unique=True)

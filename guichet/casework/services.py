@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -19,7 +19,7 @@ from guichet.routing.models import RoutingRecord
 
 
 def _locked(request: Request) -> Request:
-    return Request.objects.select_for_update().select_related("requester", "service").get(pk=request.pk)
+    return Request.objects.select_for_update(of=("self",)).select_related("requester", "service").get(pk=request.pk)
 
 
 def _set_status(request: Request, new: str) -> str:
@@ -39,14 +39,14 @@ def _set_status(request: Request, new: str) -> str:
 
 
 def _thread_ids(request: Request) -> tuple[str, str]:
-    ids = list(request.messages.exclude(message_id=None).exclude(direction=Message.Direction.INTERNAL).order_by("created_at").values_list("message_id", flat=True))
+    ids = [mid for mid in request.messages.exclude(direction=Message.Direction.INTERNAL).order_by("created_at").values_list("message_id", flat=True) if mid]
     last_inbound = request.messages.filter(direction=Message.Direction.INBOUND).exclude(message_id=None).order_by("-created_at").first()
     in_reply_to = last_inbound.message_id if last_inbound and last_inbound.message_id else (ids[-1] if ids else "")
     return in_reply_to or "", " ".join(ids[-10:])
 
 
 @transaction.atomic
-def request_reply(*, actor: AbstractBaseUser, request: Request, body: str) -> Message:
+def request_reply(*, actor: User, request: Request, body: str) -> Message:
     request = _locked(request)
     body = body.strip()
     if not body:
@@ -88,7 +88,7 @@ def request_reply(*, actor: AbstractBaseUser, request: Request, body: str) -> Me
 
 
 @transaction.atomic
-def request_add_note(*, actor: AbstractBaseUser, request: Request, body: str) -> Message:
+def request_add_note(*, actor: User, request: Request, body: str) -> Message:
     body = body.strip()
     if not body:
         raise GuichetError("La note est vide.")
@@ -98,7 +98,7 @@ def request_add_note(*, actor: AbstractBaseUser, request: Request, body: str) ->
 
 
 @transaction.atomic
-def request_change_status(*, actor: AbstractBaseUser, request: Request, status: str) -> Request:
+def request_change_status(*, actor: User, request: Request, status: str) -> Request:
     request = _locked(request)
     if status not in RequestStatus.values:
         raise GuichetError("Statut inconnu.")
@@ -109,7 +109,7 @@ def request_change_status(*, actor: AbstractBaseUser, request: Request, status: 
 
 
 @transaction.atomic
-def request_reassign(*, actor: AbstractBaseUser, request: Request, service: Service, reason: str) -> Request:
+def request_reassign(*, actor: User, request: Request, service: Service, reason: str) -> Request:
     request = _locked(request)
     reason = reason.strip()
     if not reason:
@@ -126,7 +126,7 @@ def request_reassign(*, actor: AbstractBaseUser, request: Request, service: Serv
 
 
 @transaction.atomic
-def request_forward(*, actor: AbstractBaseUser, request: Request, authority: Authority, reason: str) -> Request:
+def request_forward(*, actor: User, request: Request, authority: Authority, reason: str) -> Request:
     """Transmit to the competent authority and tell the sender (CRPA L114-2)."""
     request = _locked(request)
     reason = reason.strip()

@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -15,14 +15,18 @@ from guichet.casework import services
 from guichet.casework.access import request_get_for_agent, requests_visible_to
 from guichet.casework.forms import ForwardForm, NoteForm, ReassignForm, ReplyForm, StatusForm
 from guichet.casework.models import Attachment, Request
-from guichet.casework.selectors import request_queue_for_agent, request_thread, triage_queue_for_agent
+from guichet.casework.selectors import (
+    request_queue_for_agent,
+    request_thread,
+    triage_queue_for_agent,
+)
 from guichet.core.blobs import blob_bytes
 from guichet.core.errors import GuichetError, NotFound
 
 
-def _agent(request: HttpRequest) -> AbstractBaseUser:
+def _agent(request: HttpRequest) -> User:
     user = request.user
-    if not isinstance(user, AbstractBaseUser):
+    if not isinstance(user, User):
         raise Http404
     return user
 
@@ -67,7 +71,7 @@ def request_detail(request: HttpRequest, tracking_number: str) -> HttpResponse:
     return render(request, "agent/request_detail.html", _detail_context(_get(request, tracking_number)))
 
 
-Action = Callable[[AbstractBaseUser, Request, dict[str, Any]], object]
+Action = Callable[[User, Request, dict[str, Any]], object]
 
 ACTIONS: dict[str, tuple[type[forms.Form], str, Action, str]] = {
     "repondre": (ReplyForm, "reply_form", lambda a, r, d: services.request_reply(actor=a, request=r, body=d["body"]), "Réponse envoyée à l'usager."),

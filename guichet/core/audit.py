@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import models
 
 from guichet.core.models import AuditEvent
@@ -12,12 +12,12 @@ from guichet.core.models import AuditEvent
 Actor = AbstractBaseUser | AnonymousUser | str | None
 
 
-def _actor_fields(actor: Actor) -> tuple[AbstractBaseUser | None, str]:
+def _actor_fields(actor: Actor) -> tuple[User | None, str]:
     if actor is None:
         return None, "system"
     if isinstance(actor, str):
         return None, actor
-    if isinstance(actor, AnonymousUser) or not actor.is_authenticated:
+    if not isinstance(actor, User) or not actor.is_authenticated:
         return None, "anonymous"
     return actor, actor.get_username()
 

@@ -96,7 +96,9 @@ _DEFECT_LABELS: dict[str, str] = {
     "CloseBoundaryNotFoundDefect": "délimiteur MIME de fin absent (message tronqué ?)",
     "FirstHeaderLineIsContinuationDefect": "première ligne d'en-tête est une continuation",
     "MisplacedEnvelopeHeaderDefect": "ligne « From  » d'enveloppe mal placée",
-    "MissingHeaderBodySeparatorDefect": "ligne d'en-tête invalide (séparateur en-tête/corps absent)",
+    "MissingHeaderBodySeparatorDefect": (
+        "ligne d'en-tête invalide (séparateur en-tête/corps absent)"
+    ),
     "MultipartConversionError": "conversion multipart impossible",
     "MultipartInvariantViolationDefect": "structure multipart incohérente",
     "InvalidMultipartContentTransferEncodingDefect": (
@@ -791,9 +793,8 @@ def _build(msg: Message, max_attachments: int, notes: _Notes) -> ParsedEmail:
     ctx = _Context(notes=notes, max_attachments=max(0, max_attachments))
     body = _walk_child(msg, ctx, -1, "")
     if ctx.dropped:
-        notes.add(
-            f"{ctx.dropped} pièce(s) jointe(s) ignorée(s) : limite de {ctx.max_attachments} atteinte"
-        )
+        limit = ctx.max_attachments
+        notes.add(f"{ctx.dropped} pièce(s) jointe(s) ignorée(s) : limite de {limit} atteinte")
     text = _join_texts(body.texts)
     if len(text) > MAX_TEXT_CHARS:
         notes.add("corps du message tronqué à 2 Mo")

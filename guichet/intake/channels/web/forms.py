@@ -32,13 +32,13 @@ class RequestForm(forms.Form):
     """The public form. Checks are for the citizen's benefit; the service layer re-checks limits."""
 
     kind = forms.ChoiceField(label="Vous écrivez en tant que", choices=Requester.Kind.choices, initial=Requester.Kind.PERSON, widget=forms.RadioSelect)
-    name = forms.CharField(label="Nom et prénom, ou raison sociale", max_length=200)
+    name = forms.CharField(label="Nom et prénom, ou raison sociale", max_length=200, error_messages={"required": "Indiquez votre nom, ou celui de votre entreprise ou association."})
     email = forms.CharField(label="Adresse électronique", max_length=254, required=False, help_text="Format attendu : nom@exemple.fr. Nous y envoyons l'accusé de réception et la réponse.")
     phone = forms.CharField(label="Téléphone", max_length=40, required=False, help_text="Facultatif. Format attendu : 04 72 00 00 00.")
     postal_address = forms.CharField(label="Adresse postale", required=False, max_length=500, widget=forms.Textarea(attrs={"rows": 3}), help_text="Obligatoire si vous n'indiquez pas d'adresse électronique.")
     siret = forms.CharField(label="Numéro SIRET", max_length=17, required=False, help_text="Pour une entreprise : 14 chiffres.")
-    subject = forms.CharField(label="Objet de votre demande", max_length=200)
-    message = forms.CharField(label="Votre message", max_length=20000, widget=forms.Textarea(attrs={"rows": 10}), help_text="20 000 caractères au plus.")
+    subject = forms.CharField(label="Objet de votre demande", max_length=200, error_messages={"required": "Indiquez l'objet de votre demande en quelques mots, par exemple « Retard du car scolaire »."})
+    message = forms.CharField(label="Votre message", max_length=20000, widget=forms.Textarea(attrs={"rows": 10}), help_text="20 000 caractères au plus.", error_messages={"required": "Écrivez votre message."})
     attachments = MultipleFileField(label="Pièces jointes", required=False)
 
     def __init__(self, *args: Any, max_files: int, max_bytes: int, **kwargs: Any) -> None:
