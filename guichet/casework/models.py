@@ -15,6 +15,11 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def new_reply_token() -> str:
+    # Lowercase letters and digits only: it travels in an email local part (contact+<token>@...).
+    return secrets.token_hex(10)
+
+
 class RequestStatus(models.TextChoices):
     RECEIVED = "received", "Reçue"
     ROUTED = "routed", "Orientée vers un service"
@@ -47,6 +52,8 @@ class TrackingCounter(models.Model):
 class Request(models.Model):
     tracking_number = models.CharField(max_length=40, unique=True)
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
+    reply_token = models.CharField(max_length=32, unique=True, default=new_reply_token)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="linked_requests", help_text="Demande d'origine (réponse tardive à une demande close, sous-demande).")
     requester = models.ForeignKey("intake.Requester", on_delete=models.PROTECT, related_name="requests")
     channel = models.CharField(max_length=10, choices=Channel.choices)
     subject = models.CharField(max_length=500, blank=True)
@@ -79,6 +86,13 @@ class Request(models.Model):
         return f"{settings.GUICHET_PUBLIC_URL}/suivi/{self.public_id}"
 
 
+class SenderVerification(models.TextChoices):
+    VERIFIED = "verified", "Expéditeur vérifié"
+    UNVERIFIED = "unverified", "Expéditeur non vérifié"
+    FAILED = "failed", "Vérification échouée"
+    UNKNOWN = "unknown", "Non applicable"
+
+
 class Message(models.Model):
     """One item of a request's thread; internal notes never leave the back office."""
 
@@ -107,6 +121,8 @@ class Message(models.Model):
     message_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     submission = models.ForeignKey("intake.Submission", null=True, blank=True, on_delete=models.PROTECT, related_name="messages")
     outgoing_mail = models.ForeignKey("core.OutgoingMail", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    sender_verification = models.CharField(max_length=12, choices=SenderVerification.choices, default=SenderVerification.UNKNOWN)
+    authentication_results = models.TextField(blank=True, help_text="SPF, DKIM et DMARC tels que constatés à la réception.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -120,6 +136,12 @@ class Message(models.Model):
         return self.direction != self.Direction.INTERNAL
 
 
+class AttachmentStatus(models.TextChoices):
+    CLEAN = "clean", "Disponible"
+    QUARANTINED = "quarantined", "Bloquée (type dangereux)"
+    INFECTED = "infected", "Bloquée (virus détecté)"
+
+
 class Attachment(models.Model):
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
     blob = models.ForeignKey("core.Blob", on_delete=models.PROTECT, related_name="+")
@@ -127,6 +149,8 @@ class Attachment(models.Model):
     size = models.PositiveBigIntegerField()
     content_type = models.CharField(max_length=120, help_text="Type détecté d'après le contenu.")
     declared_type = models.CharField(max_length=120, blank=True)
+    status = models.CharField(max_length=12, choices=AttachmentStatus.choices, default=AttachmentStatus.CLEAN)
+    scan_result = models.CharField(max_length=300, blank=True, help_text="Pourquoi la pièce est bloquée (type dangereux, virus détecté…).")
 
     def __str__(self) -> str:
         return self.filename

@@ -86,6 +86,8 @@ class OutgoingMail(models.Model):
     next_attempt_at = models.DateTimeField(default=timezone.now, db_index=True)
     last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    bounce_reason = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]

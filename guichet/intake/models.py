@@ -54,6 +54,7 @@ class Submission(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    quarantine_reason = models.CharField(max_length=300, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     request = models.ForeignKey("casework.Request", null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions")
 

@@ -174,7 +174,6 @@ def test_citizen_writes_reviews_sends_and_tracks_on_a_phone(browser: Browser, si
         number = page.locator("dl.facts .tracking-number").inner_text().strip()
         prefix = re.escape(django_settings.GUICHET_TRACKING_PREFIX)
         assert re.fullmatch(rf"{prefix}-\d{{4}}-\d{{6}}", number), number
-        assert re.fullmatch(r"ARA-\d{4}-\d{6}", number), number
         body = page.locator("main")
         expect(body).to_contain_text("réputée rejetée")
         expect(body).to_contain_text("recours")
