@@ -65,7 +65,14 @@ TOPICS: dict[str, dict[str, Any]] = {
             "Abonnement TER et retards quotidiens ({line})",
             "Horaires du TER {line} non respectés",
         ],
-        "lines": ["Lyon - Grenoble", "Clermont-Ferrand - Vichy", "Saint-Étienne - Lyon", "Annecy - Chambéry", "Valence - Romans", "Bourg-en-Bresse - Lyon"],
+        "lines": [
+            "Lyon - Grenoble",
+            "Clermont-Ferrand - Vichy",
+            "Saint-Étienne - Lyon",
+            "Annecy - Chambéry",
+            "Valence - Romans",
+            "Bourg-en-Bresse - Lyon",
+        ],
         "paragraphs": [
             "Je prends chaque matin le TER de 7 h 12 en gare de {city}. Depuis le début du mois, ce train arrive avec un retard de vingt à quarante minutes, quand il n'est pas purement et simplement supprimé sans que l'affichage en gare ne l'annonce.",
             "Ce matin encore, le TER {line} a accusé un retard de trente-cinq minutes. Aucune annonce n'a été faite sur le quai, et les agents de la SNCF présents n'avaient aucune information à nous donner.",
@@ -82,7 +89,15 @@ TOPICS: dict[str, dict[str, Any]] = {
             "Radiateurs froids dans les salles du lycée {school}",
             "Problème de chauffage - lycée {school}",
         ],
-        "schools": ["Ampère", "Jean Monnet", "Blaise Pascal", "Vaugelas", "du Parc", "Marie Curie", "Lumière"],
+        "schools": [
+            "Ampère",
+            "Jean Monnet",
+            "Blaise Pascal",
+            "Vaugelas",
+            "du Parc",
+            "Marie Curie",
+            "Lumière",
+        ],
         "paragraphs": [
             "Mon fils est élève de première au lycée {school} à {city}. Depuis la rentrée des vacances, le chauffage ne fonctionne plus dans le bâtiment B : les radiateurs restent froids et la température ne dépasse pas douze degrés le matin.",
             "Les lycéens suivent les cours en manteau, avec bonnet et gants. Plusieurs professeurs ont signalé la situation au proviseur, qui nous a indiqué que la réparation du chauffage relève de la Région, propriétaire des bâtiments du lycée.",
@@ -139,11 +154,71 @@ FILLER = [
     "Je joins à ce message les éléments dont je dispose ; je peux vous transmettre des copies plus lisibles si celles-ci ne vous conviennent pas.",
 ]
 
-FIRST_NAMES = ["Claire", "Julien", "Amélie", "Mohamed", "Sophie", "Thomas", "Inès", "Nicolas", "Léa", "François", "Chloé", "Karim", "Hélène", "Mathieu", "Céline", "Hugo", "Nadia", "Pierre", "Émilie", "Yanis"]
-LAST_NAMES = ["Dupont", "Martin", "Bernard", "Moreau", "Lefèvre", "Garcia", "Roux", "Fournier", "Girard", "Benali", "Mercier", "Faure", "Blanc", "Chevalier", "Perrin", "Morel", "Gauthier", "Nguyen", "Robin", "Masson"]
+FIRST_NAMES = [
+    "Claire",
+    "Julien",
+    "Amélie",
+    "Mohamed",
+    "Sophie",
+    "Thomas",
+    "Inès",
+    "Nicolas",
+    "Léa",
+    "François",
+    "Chloé",
+    "Karim",
+    "Hélène",
+    "Mathieu",
+    "Céline",
+    "Hugo",
+    "Nadia",
+    "Pierre",
+    "Émilie",
+    "Yanis",
+]
+LAST_NAMES = [
+    "Dupont",
+    "Martin",
+    "Bernard",
+    "Moreau",
+    "Lefèvre",
+    "Garcia",
+    "Roux",
+    "Fournier",
+    "Girard",
+    "Benali",
+    "Mercier",
+    "Faure",
+    "Blanc",
+    "Chevalier",
+    "Perrin",
+    "Morel",
+    "Gauthier",
+    "Nguyen",
+    "Robin",
+    "Masson",
+]
 DOMAINS = ["orange.fr", "free.fr", "laposte.net", "gmail.com", "sfr.fr", "wanadoo.fr", "exemple.fr"]
-CITIES = ["Lyon", "Grenoble", "Clermont-Ferrand", "Saint-Étienne", "Annecy", "Chambéry", "Valence", "Bourg-en-Bresse", "Vichy", "Roanne"]
-STREETS = ["rue Victor Hugo", "avenue Jean Jaurès", "place Bellecour", "rue de la République", "chemin des Vignes", "boulevard Gambetta"]
+CITIES = [
+    "Lyon",
+    "Grenoble",
+    "Clermont-Ferrand",
+    "Saint-Étienne",
+    "Annecy",
+    "Chambéry",
+    "Valence",
+    "Bourg-en-Bresse",
+    "Vichy",
+    "Roanne",
+]
+STREETS = [
+    "rue Victor Hugo",
+    "avenue Jean Jaurès",
+    "place Bellecour",
+    "rue de la République",
+    "chemin des Vignes",
+    "boulevard Gambetta",
+]
 ATTACHMENT_NAMES = {
     "transports": "justificatif_abonnement.pdf",
     "lycees": "courrier_parents_chauffage.pdf",
@@ -209,7 +284,13 @@ def build_message(index: int, *, recipient: str, seed: int = 42) -> Outgoing:
         f"{rng.randrange(1, 10)}{rng.randrange(1000, 9999):04d} {city}\n"
         f"06 {rng.randrange(10, 99)} {rng.randrange(10, 99)} {rng.randrange(10, 99)} {rng.randrange(10, 99)}"
     )
-    body = "Madame, Monsieur,\n\n" + "\n\n".join(paragraphs) + "\n\nVeuillez agréer, Madame, Monsieur, l'expression de mes salutations distinguées.\n\n" + signature + "\n"
+    body = (
+        "Madame, Monsieur,\n\n"
+        + "\n\n".join(paragraphs)
+        + "\n\nVeuillez agréer, Madame, Monsieur, l'expression de mes salutations distinguées.\n\n"
+        + signature
+        + "\n"
+    )
 
     msg = EmailMessage(policy=policy.SMTP)
     msg["From"] = formataddr((f"{first} {last}", sender))
@@ -220,7 +301,12 @@ def build_message(index: int, *, recipient: str, seed: int = 42) -> Outgoing:
     msg.set_content(body)
     has_attachment = index % 10 == 9
     if has_attachment:
-        msg.add_attachment(_pdf_like(rng, ATTACHMENT_BYTES), maintype="application", subtype="pdf", filename=ATTACHMENT_NAMES[topic])
+        msg.add_attachment(
+            _pdf_like(rng, ATTACHMENT_BYTES),
+            maintype="application",
+            subtype="pdf",
+            filename=ATTACHMENT_NAMES[topic],
+        )
     return Outgoing(topic=topic, sender=sender, raw=msg.as_bytes(), has_attachment=has_attachment)
 
 
@@ -263,9 +349,14 @@ def pg_drop(admin_url: str, name: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if conn.info.server_version >= 130000:
             # FORCE: the intake's executor threads may still hold idle persistent connections.
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
         else:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [name])
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                [name],
+            )
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
@@ -344,7 +435,15 @@ def _client(
             finished.append(last)
 
 
-def phase_intake(messages: list[Outgoing], *, host: str, port: int, recipient: str, concurrency: int, stop: threading.Event) -> IntakeResult:
+def phase_intake(
+    messages: list[Outgoing],
+    *,
+    host: str,
+    port: int,
+    recipient: str,
+    concurrency: int,
+    stop: threading.Event,
+) -> IntakeResult:
     jobs: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
     for message in messages:
         jobs.put(message)
@@ -352,7 +451,9 @@ def phase_intake(messages: list[Outgoing], *, host: str, port: int, recipient: s
     finished: list[float] = []
     lock = threading.Lock()
     barrier = threading.Barrier(concurrency + 1)
-    with tqdm(total=len(messages), desc="intake (SMTP)", unit="msg", file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=len(messages), desc="intake (SMTP)", unit="msg", file=sys.stderr, dynamic_ncols=True
+    ) as bar:
         threads = [
             threading.Thread(
                 target=_client,
@@ -402,7 +503,9 @@ def phase_drain(expected: int, stop: threading.Event) -> DrainResult:
     wall_start = timezone.now()
     started = time.perf_counter()
     # Processing a submission enqueues the delivery of its acknowledgement: ~2 tasks a message.
-    with tqdm(total=2 * expected, desc="worker drain", unit="task", file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=2 * expected, desc="worker drain", unit="task", file=sys.stderr, dynamic_ncols=True
+    ) as bar:
         # GuichetWorker.drain() is `while self.run_one()`; the same loop here shows progress
         # and stops between two tasks on Ctrl-C (the task runner swallows KeyboardInterrupt).
         DRAINING.set()
@@ -436,9 +539,16 @@ def _percentile(values: list[float], pct: int) -> float:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--messages", "-n", type=int, default=500, help="number of emails (default 500)")
-    parser.add_argument("--concurrency", "-c", type=int, default=4, help="SMTP client threads (default 4)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n", 1)[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--messages", "-n", type=int, default=500, help="number of emails (default 500)"
+    )
+    parser.add_argument(
+        "--concurrency", "-c", type=int, default=4, help="SMTP client threads (default 4)"
+    )
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     args = parser.parse_args(argv)
     if args.messages < 1 or args.concurrency < 1:
@@ -469,7 +579,9 @@ def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> in
     from django.core.management import call_command
 
     say = print
-    say(f"Guichet intake benchmark: {args.messages} messages, {args.concurrency} SMTP clients, {scratch.database}")
+    say(
+        f"Guichet intake benchmark: {args.messages} messages, {args.concurrency} SMTP clients, {scratch.database}"
+    )
     t0 = time.perf_counter()
     call_command("migrate", verbosity=0, interactive=False)
     say(f"  migrate: {time.perf_counter() - t0:.1f} s")
@@ -490,7 +602,14 @@ def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> in
     controller = smtp_controller(hostname=host, port=port)
     controller.start()
     try:
-        intake = phase_intake(messages, host=host, port=port, recipient=recipient, concurrency=args.concurrency, stop=stop)
+        intake = phase_intake(
+            messages,
+            host=host,
+            port=port,
+            recipient=recipient,
+            concurrency=args.concurrency,
+            stop=stop,
+        )
     finally:
         controller.stop()
     if stop.is_set():
@@ -509,8 +628,12 @@ def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> in
     p95 = _percentile(intake.latencies, 95) * 1000
     say("")
     say("Phase 1 - intake (SMTP → 250 after commit)")
-    say(f"  accepted (250): {intake.accepted}/{args.messages} in {intake.seconds:.2f} s → {rate:.1f} msg/s")
-    say(f"  latency end of DATA → 250 (sendmail on open connection): p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(intake.latencies, default=0) * 1000:.1f} ms")
+    say(
+        f"  accepted (250): {intake.accepted}/{args.messages} in {intake.seconds:.2f} s → {rate:.1f} msg/s"
+    )
+    say(
+        f"  latency end of DATA → 250 (sendmail on open connection): p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(intake.latencies, default=0) * 1000:.1f} ms"
+    )
     say(f"  submissions committed: {committed}")
     if intake.errors:
         say(f"  errors: {len(intake.errors)} (first: {intake.errors[0]})")
@@ -525,13 +648,31 @@ def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> in
     failed_tasks = DBTaskResult.objects.filter(status="FAILED").count()
     drain_rate = processed / drain.seconds if drain.seconds else 0.0
     process_rate = processed / drain.processing_seconds if drain.processing_seconds else 0.0
-    by_service = dict(sorted(Counter(Request.objects.filter(service__isnull=False).values_list("service__code", flat=True)).items()))
+    by_service = dict(
+        sorted(
+            Counter(
+                Request.objects.filter(service__isnull=False).values_list(
+                    "service__code", flat=True
+                )
+            ).items()
+        )
+    )
     say("")
-    say("Phase 2 - worker drain (1 thread: parse, open request, route, queue acknowledgement, deliver it)")
-    say(f"  tasks run: {drain.tasks} in {drain.seconds:.2f} s → {drain_rate:.1f} msg/s (all tasks, acknowledgement delivery to memory included)")
-    say(f"  routed + acknowledgement queued only: {drain.processing_seconds:.2f} s → {process_rate:.1f} msg/s")
-    say(f"  submissions processed: {processed}   requests: {requests}   routed: {routed} {by_service}")
-    say(f"  acknowledgements queued in the outbox: {acks_total} (sent to memory: {acks_sent}, locmem outbox: {len(getattr(mail, 'outbox', []))})")
+    say(
+        "Phase 2 - worker drain (1 thread: parse, open request, route, queue acknowledgement, deliver it)"
+    )
+    say(
+        f"  tasks run: {drain.tasks} in {drain.seconds:.2f} s → {drain_rate:.1f} msg/s (all tasks, acknowledgement delivery to memory included)"
+    )
+    say(
+        f"  routed + acknowledgement queued only: {drain.processing_seconds:.2f} s → {process_rate:.1f} msg/s"
+    )
+    say(
+        f"  submissions processed: {processed}   requests: {requests}   routed: {routed} {by_service}"
+    )
+    say(
+        f"  acknowledgements queued in the outbox: {acks_total} (sent to memory: {acks_sent}, locmem outbox: {len(getattr(mail, 'outbox', []))})"
+    )
     if failed_tasks:
         say(f"  FAILED tasks: {failed_tasks}")
 
@@ -540,7 +681,11 @@ def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> in
     say(f"Peak RSS: {peak:.0f} MB")
 
     problems = []
-    for label, value in (("submissions processed", processed), ("requests", requests), ("acknowledgements queued", acks_total)):
+    for label, value in (
+        ("submissions processed", processed),
+        ("requests", requests),
+        ("acknowledgements queued", acks_total),
+    ):
         if value != args.messages:
             problems.append(f"{label} {value} != {args.messages}")
     if routed != args.messages:
@@ -575,7 +720,10 @@ def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> in
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop = threading.Event()
-    scratch = Scratch(var_dir=tempfile.mkdtemp(prefix="guichet-bench-"), admin_url=os.environ.get("DATABASE_URL") or None)
+    scratch = Scratch(
+        var_dir=tempfile.mkdtemp(prefix="guichet-bench-"),
+        admin_url=os.environ.get("DATABASE_URL") or None,
+    )
 
     def on_sigint(signum: int, frame: Any) -> None:
         stop.set()

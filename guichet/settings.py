@@ -201,6 +201,19 @@ GUICHET_SMTP_MAX_BYTES = env_int("GUICHET_SMTP_MAX_BYTES", GUICHET_MAX_REQUEST_B
 GUICHET_SMTP_HOST = env_str("GUICHET_SMTPD_HOST", "127.0.0.1")
 GUICHET_SMTP_PORT = env_int("GUICHET_SMTPD_PORT", 2525, minimum=1)
 GUICHET_ACCEPTED_RECIPIENTS = env_list("GUICHET_ACCEPTED_RECIPIENTS", [GUICHET_ADDRESS])
+# Optional STARTTLS on the intake: a certificate (and key) in PEM files.
+GUICHET_SMTPD_TLS_CERT = env_str("GUICHET_SMTPD_TLS_CERT")
+GUICHET_SMTPD_TLS_KEY = env_str("GUICHET_SMTPD_TLS_KEY")
+GUICHET_SMTPD_REQUIRE_TLS = env_bool("GUICHET_SMTPD_REQUIRE_TLS", False)
+
+# Mail loops and noise: at most this many acknowledgements to one address per hour.
+GUICHET_ACK_MAX_PER_HOUR = env_int("GUICHET_ACK_MAX_PER_HOUR", 5, minimum=0)
+# A reply to a request closed longer ago than this opens a new, linked request instead.
+GUICHET_REOPEN_WITHIN_DAYS = env_int("GUICHET_REOPEN_WITHIN_DAYS", 30, minimum=0)
+# Only Authentication-Results headers added by these hosts (our own MTA) are trusted.
+GUICHET_TRUSTED_AUTHSERV_IDS = env_list("GUICHET_TRUSTED_AUTHSERV_IDS")
+# The worker retries a stuck or failed submission after this delay.
+GUICHET_SWEEP_AFTER_SECONDS = env_int("GUICHET_SWEEP_AFTER_SECONDS", 60, minimum=0)
 
 # Routing v0 keeps a request in triage below this keyword-rule confidence.
 GUICHET_ROUTING_THRESHOLD = float(env_str("GUICHET_ROUTING_THRESHOLD", "0.5"))

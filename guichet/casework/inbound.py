@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
+from dataclasses import replace
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,9 +18,11 @@ from guichet.casework.numbering import tracking_number_allocate
 from guichet.core.audit import audit_log
 from guichet.core.blobs import blob_bytes, blob_put
 from guichet.core.deadlines import add_months
+from guichet.core.errors import GuichetError
 from guichet.core.filetypes import detect_content_type
 from guichet.core.models import OutgoingMail
 from guichet.core.outbox import outbox_enqueue
+from guichet.intake.channels.email.dsn import Bounce
 from guichet.intake.channels.registry import interpreter_for
 from guichet.intake.interpreted import Interpreted, SenderInfo
 from guichet.intake.models import Requester, Submission
@@ -30,30 +35,60 @@ logger = logging.getLogger(__name__)
 MAX_PROCESSING_ATTEMPTS = 5
 
 
+def thread_headers(request: Request) -> dict[str, str]:
+    """Headers that bring the citizen's answer back to this request, whatever the client."""
+    local, _, domain = settings.GUICHET_ADDRESS.partition("@")
+    return {"Reply-To": f"{local}+{request.reply_token}@{domain}", "X-Guichet-Tracking": request.tracking_number}
+
+
 def _tracking_number_pattern() -> re.Pattern[str]:
     return re.compile(rf"\b{re.escape(settings.GUICHET_TRACKING_PREFIX)}-\d{{4}}-\d{{6,}}\b")
 
 
 def submission_process(*, submission_id: int) -> int | None:
-    """Process one submission; idempotent, so the worker and the sweep may both call it."""
+    """Process one submission; idempotent, so the worker and the sweep may both call it.
+
+    Returns the id of the request it opened or joined, None if it failed or was quarantined.
+    """
     try:
         with transaction.atomic():
             submission = Submission.objects.select_for_update().get(pk=submission_id)
             if submission.status in {Submission.Status.PROCESSED, Submission.Status.QUARANTINED}:
                 return submission.request_id
-            request = _process(submission)
-            submission.status = Submission.Status.PROCESSED
-            submission.processed_at = timezone.now()
-            submission.last_attempt_at = submission.processed_at
+            request, quarantine_reason = _process(submission)
+            now = timezone.now()
+            submission.last_attempt_at = now
             submission.attempts += 1
             submission.last_error = ""
+            if quarantine_reason:
+                submission.status = Submission.Status.QUARANTINED
+                submission.quarantine_reason = quarantine_reason[:300]
+                audit_log(actor="system", verb="submission.quarantine", obj=submission, after={"reason": quarantine_reason})
+            else:
+                submission.status = Submission.Status.PROCESSED
+                submission.processed_at = now
             submission.request = request
-            submission.save(update_fields=["status", "processed_at", "last_attempt_at", "attempts", "last_error", "request"])
-            return request.pk
+            submission.save(update_fields=["status", "processed_at", "last_attempt_at", "attempts", "last_error", "quarantine_reason", "request"])
+            return request.pk if request is not None and not quarantine_reason else None
     except Exception as exc:
         logger.exception("Processing of submission %s failed", submission_id)
         _record_failure(submission_id, exc)
         return None
+
+
+def submission_release(*, actor: User, submission_id: int) -> int | None:
+    """An agent judged a quarantined submission legitimate: process it as usual."""
+    with transaction.atomic():
+        submission = Submission.objects.select_for_update().get(pk=submission_id)
+        if submission.status != Submission.Status.QUARANTINED:
+            raise GuichetError("Cette saisine n'est pas en quarantaine.")
+        before = {"status": submission.status, "reason": submission.quarantine_reason}
+        submission.status = Submission.Status.PENDING
+        submission.released_at = timezone.now()
+        submission.attempts = 0
+        submission.save(update_fields=["status", "released_at", "attempts"])
+        audit_log(actor=actor, verb="submission.release", obj=submission, before=before, after={"status": submission.status})
+    return submission_process(submission_id=submission_id)
 
 
 def _record_failure(submission_id: int, exc: Exception) -> None:
@@ -70,28 +105,44 @@ def _record_failure(submission_id: int, exc: Exception) -> None:
         audit_log(actor="system", verb="submission.fail", obj=submission, after={"error": submission.last_error[:500], "status": submission.status})
 
 
-def _process(submission: Submission) -> Request:
+def _process(submission: Submission) -> tuple[Request | None, str]:
+    """Returns (request, quarantine reason); a non-empty reason means "hold for a human"."""
     interpreted = interpreter_for(submission.channel)(blob_bytes(submission.raw), submission.envelope)
+    if interpreted.bounce is not None:
+        return bounce_record(bounce=interpreted.bounce, submission=submission), ""
+    if interpreted.spam_reason and submission.released_at is None:
+        return None, interpreted.spam_reason
     if interpreted.message_id:
         duplicate = Message.objects.filter(message_id=interpreted.message_id).select_related("request").first()
         if duplicate is not None:
-            return duplicate.request
+            if duplicate.from_address == (interpreted.sender.email or ""):
+                return duplicate.request, ""
+            # Someone reused another sender's Message-ID: keep the mail, not the claimed identity.
+            interpreted = replace(interpreted, message_id=None)
     existing = _matching_request(interpreted)
-    if existing is not None:
-        message_add_inbound(request=existing, interpreted=interpreted, submission=submission)
-        return existing
-    return request_open(interpreted=interpreted, submission=submission)
+    if existing is None:
+        return request_open(interpreted=interpreted, submission=submission), ""
+    if existing.status == RequestStatus.CLOSED and existing.closed_at is not None and existing.closed_at < timezone.now() - dt.timedelta(days=settings.GUICHET_REOPEN_WITHIN_DAYS):
+        return request_open(interpreted=interpreted, submission=submission, parent=existing), ""
+    message_add_inbound(request=existing, interpreted=interpreted, submission=submission)
+    return existing, ""
 
 
 def _matching_request(interpreted: Interpreted) -> Request | None:
     """The request this message continues, if the sender may continue it.
 
-    A tracking number in the subject is public, so it only counts when the sender is the
-    requester; a reply to a Message-ID we sent proves the thread by itself.
+    The reply token of contact+<token>@ and a Message-ID we sent are secrets of the thread and
+    prove it by themselves; a tracking number in the subject is public, so it only counts when
+    the sender is the requester.
     """
+    tokens = [address.split("@", 1)[0].split("+", 1)[1] for address in interpreted.recipients if "+" in address.split("@", 1)[0]]
+    if tokens:
+        request = Request.objects.filter(reply_token__in=tokens).first()
+        if request is not None:
+            return request
     known_ids = [mid for mid in (*interpreted.in_reply_to, *interpreted.references) if mid]
     if known_ids:
-        message = Message.objects.filter(message_id__in=known_ids).select_related("request").order_by("-created_at").first()
+        message = Message.objects.filter(message_id__in=known_ids).exclude(direction=Message.Direction.INBOUND).select_related("request").order_by("-created_at").first()
         if message is not None:
             return message.request
         mail = OutgoingMail.objects.filter(message_id__in=known_ids, request__isnull=False).select_related("request").first()
@@ -105,6 +156,29 @@ def _matching_request(interpreted: Interpreted) -> Request | None:
             .first()
         )
     return None
+
+
+def bounce_record(*, bounce: Bounce, submission: Submission) -> Request | None:
+    """Mark the outgoing mail as undeliverable and tell the agents on its request."""
+    mail = OutgoingMail.objects.filter(message_id__in=bounce.original_message_ids).select_related("request").first()
+    if mail is None:
+        logger.info("Bounce for an unknown message (%s)", bounce.original_message_ids[:3])
+        return None
+    if bounce.is_failure and mail.bounced_at is None:
+        mail.bounced_at = timezone.now()
+        mail.bounce_reason = f"{bounce.status} {bounce.diagnostic}".strip()[:500] or "adresse invalide"
+        mail.save(update_fields=["bounced_at", "bounce_reason"])
+        audit_log(actor="system", verb="outgoing_mail.bounce", obj=mail, after={"reason": mail.bounce_reason, "submission": submission.pk})
+        if mail.request is not None:
+            Message.objects.create(
+                request=mail.request,
+                direction=Message.Direction.INTERNAL,
+                kind=Message.Kind.NOTE,
+                subject="Adresse invalide : courriel non remis",
+                body_text=f"Le courriel « {mail.subject} » envoyé à {mail.to_address} n'a pas pu être remis ({mail.bounce_reason}). Contactez l'usager par un autre moyen.",
+                submission=submission,
+            )
+    return mail.request
 
 
 def requester_resolve(*, sender: SenderInfo) -> Requester:
@@ -157,9 +231,10 @@ def _store_message(*, request: Request, interpreted: Interpreted, submission: Su
     return message
 
 
-def request_open(*, interpreted: Interpreted, submission: Submission) -> Request:
+def request_open(*, interpreted: Interpreted, submission: Submission, parent: Request | None = None) -> Request:
     received_at = submission.received_at
     request = Request.objects.create(
+        parent=parent,
         tracking_number=tracking_number_allocate(received_at=received_at),
         requester=requester_resolve(sender=interpreted.sender),
         channel=submission.channel,
@@ -174,8 +249,17 @@ def request_open(*, interpreted: Interpreted, submission: Submission) -> Request
     if interpreted.is_automated:
         logger.info("No acknowledgement for automated message on %s", request.tracking_number)
     else:
-        request_acknowledge(request=request)
+        request_acknowledge(request=request, send=not _acknowledgements_exhausted(request.requester.email))
     return request
+
+
+def _acknowledgements_exhausted(email: str) -> bool:
+    """Past N acknowledgements an hour to one address, we are probably in a mail loop."""
+    if not email:
+        return False
+    since = timezone.now() - dt.timedelta(hours=1)
+    sent = OutgoingMail.objects.filter(kind=OutgoingMail.Kind.ACKNOWLEDGEMENT, to_address__iexact=email, created_at__gte=since).count()
+    return sent >= settings.GUICHET_ACK_MAX_PER_HOUR
 
 
 def request_apply_routing(*, request: Request, decision: RoutingDecision) -> None:
@@ -205,14 +289,14 @@ def request_apply_routing(*, request: Request, decision: RoutingDecision) -> Non
     audit_log(actor="router", verb="request.route", obj=request, after={"service": service.code, "confidence": decision.confidence, "model": decision.model_version})
 
 
-def request_acknowledge(*, request: Request) -> Message:
+def request_acknowledge(*, request: Request, send: bool = True) -> Message:
     """Record the acknowledgement in the thread (the legal record) and send it if we can."""
     body = acknowledgement_text(request)
     subject = acknowledgement_subject(request)
     first = request.messages.filter(direction=Message.Direction.INBOUND).order_by("created_at").first()
     mail = None
     email = request.requester.email
-    if email:
+    if email and send:
         mail = outbox_enqueue(
             kind=OutgoingMail.Kind.ACKNOWLEDGEMENT,
             to_address=email,
@@ -221,7 +305,7 @@ def request_acknowledge(*, request: Request) -> Message:
             request_id=request.pk,
             in_reply_to=(first.message_id or "") if first else "",
             references=(first.message_id or "") if first else "",
-            extra_headers={"Auto-Submitted": "auto-replied", "X-Guichet-Tracking": request.tracking_number},
+            extra_headers={"Auto-Submitted": "auto-replied", **thread_headers(request)},
         )
     message = Message.objects.create(
         request=request,
@@ -234,7 +318,7 @@ def request_acknowledge(*, request: Request) -> Message:
         message_id=mail.message_id if mail else None,
         outgoing_mail=mail,
     )
-    audit_log(actor="system", verb="request.acknowledge", obj=request, after={"to": email, "mail": mail.pk if mail else None})
+    audit_log(actor="system", verb="request.acknowledge", obj=request, after={"to": email, "mail": mail.pk if mail else None, "sent": mail is not None})
     return message
 
 

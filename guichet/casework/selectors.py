@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
 
 from guichet.casework.access import requests_visible_to
 from guichet.casework.models import Attachment, Message, Priority, Request, RequestStatus
+from guichet.core.blobs import blob_bytes
+from guichet.intake.channels.registry import interpreter_for
+from guichet.intake.models import Submission
 
 OPEN_STATUSES = (RequestStatus.RECEIVED, RequestStatus.ROUTED, RequestStatus.IN_PROGRESS)
 
@@ -33,3 +38,20 @@ def request_thread(*, request: Request, include_internal: bool) -> QuerySet[Mess
 
 def request_get_public(*, public_id: str) -> Request | None:
     return Request.objects.select_related("service", "authority").filter(public_id=public_id).first()
+
+
+@dataclass(frozen=True)
+class QuarantinedItem:
+    submission: Submission
+    sender: str
+    subject: str
+    excerpt: str
+
+
+def quarantined_submissions(*, limit: int = 200) -> list[QuarantinedItem]:
+    """Quarantined input with a readable preview; parsing is safe, it never raises."""
+    items = []
+    for submission in Submission.objects.filter(status=Submission.Status.QUARANTINED).select_related("raw").order_by("-received_at")[:limit]:
+        interpreted = interpreter_for(submission.channel)(blob_bytes(submission.raw), submission.envelope)
+        items.append(QuarantinedItem(submission, interpreted.sender.email or interpreted.sender.name or "?", interpreted.subject, interpreted.text[:300]))
+    return items

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from guichet.casework.inbound import thread_headers
 from guichet.casework.models import Message, Request, RequestStatus
 from guichet.casework.status import can_transition
 from guichet.core.audit import audit_log
@@ -67,7 +68,7 @@ def request_reply(*, actor: User, request: Request, body: str) -> Message:
         request_id=request.pk,
         in_reply_to=in_reply_to,
         references=references,
-        extra_headers={"X-Guichet-Tracking": request.tracking_number},
+        extra_headers=thread_headers(request),
     )
     message = Message.objects.create(
         request=request,
@@ -150,7 +151,7 @@ def request_forward(*, actor: User, request: Request, authority: Authority, reas
     mail = None
     if email:
         in_reply_to, references = _thread_ids(request)
-        mail = outbox_enqueue(kind=OutgoingMail.Kind.NOTICE, to_address=email, subject=notice_subject, body_text=notice_text, request_id=request.pk, in_reply_to=in_reply_to, references=references)
+        mail = outbox_enqueue(kind=OutgoingMail.Kind.NOTICE, to_address=email, subject=notice_subject, body_text=notice_text, request_id=request.pk, in_reply_to=in_reply_to, references=references, extra_headers={"Auto-Submitted": "auto-generated", **thread_headers(request)})
     Message.objects.create(
         request=request,
         direction=Message.Direction.OUTBOUND,

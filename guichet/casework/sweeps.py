@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -11,8 +12,10 @@ from guichet.casework.inbound import MAX_PROCESSING_ATTEMPTS, submission_process
 from guichet.intake.models import Submission
 
 
-def submissions_retry_due(*, older_than: dt.timedelta = dt.timedelta(seconds=60), limit: int = 100) -> int:
+def submissions_retry_due(*, older_than: dt.timedelta | None = None, limit: int = 100) -> int:
     """Process submissions whose task never ran (worker killed, enqueue failed) or that failed."""
+    if older_than is None:
+        older_than = dt.timedelta(seconds=settings.GUICHET_SWEEP_AFTER_SECONDS)
     now = timezone.now()
     due = (
         Submission.objects.filter(status__in=[Submission.Status.PENDING, Submission.Status.FAILED], attempts__lt=MAX_PROCESSING_ATTEMPTS)

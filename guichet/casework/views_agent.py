@@ -14,14 +14,17 @@ from django.views.decorators.http import require_POST
 from guichet.casework import services
 from guichet.casework.access import request_get_for_agent, requests_visible_to
 from guichet.casework.forms import ForwardForm, NoteForm, ReassignForm, ReplyForm, StatusForm
+from guichet.casework.inbound import submission_release
 from guichet.casework.models import Attachment, Request
 from guichet.casework.selectors import (
+    quarantined_submissions,
     request_queue_for_agent,
     request_thread,
     triage_queue_for_agent,
 )
 from guichet.core.blobs import blob_bytes
 from guichet.core.errors import GuichetError, NotFound
+from guichet.intake.models import Submission
 
 
 def _agent(request: HttpRequest) -> User:
@@ -56,6 +59,7 @@ def _detail_context(request_obj: Request, **forms_override: forms.Form) -> dict[
         "request_obj": request_obj,
         "thread": request_thread(request=request_obj, include_internal=True),
         "routing_records": request_obj.routing_records.select_related("service", "authority", "decided_by"),
+        "bounced": request_obj.outgoing_mails.filter(bounced_at__isnull=False).order_by("-bounced_at").first(),
         "reply_form": ReplyForm(),
         "note_form": NoteForm(),
         "status_form": StatusForm(),
@@ -115,3 +119,33 @@ def attachment_download(request: HttpRequest, tracking_number: str, attachment_i
     response["Content-Disposition"] = f'attachment; filename="{safe_name}"'
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
+
+
+def _require_triage(user: User) -> None:
+    profile = getattr(user, "agent", None)
+    if not (user.is_superuser or getattr(profile, "is_triage", False)):
+        raise Http404
+
+
+@login_required
+def quarantine(request: HttpRequest) -> HttpResponse:
+    agent = _agent(request)
+    _require_triage(agent)
+    return render(request, "agent/quarantine.html", {"items": quarantined_submissions()})
+
+
+@login_required
+@require_POST
+def quarantine_release(request: HttpRequest, submission_id: int) -> HttpResponse:
+    agent = _agent(request)
+    _require_triage(agent)
+    try:
+        request_id = submission_release(actor=agent, submission_id=submission_id)
+    except (GuichetError, Submission.DoesNotExist):
+        messages.error(request, "Cette saisine n'est plus en quarantaine.")
+        return redirect("agent:quarantine")
+    if request_id is None:
+        messages.error(request, "La saisine a été libérée mais son traitement a échoué ; elle sera retentée.")
+    else:
+        messages.success(request, "Saisine libérée : la demande a été créée et orientée.")
+    return redirect("agent:quarantine")

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from guichet.intake.channels.email.dsn import Bounce
+
 
 @dataclass(frozen=True)
 class SenderInfo:
@@ -35,3 +37,9 @@ class Interpreted:
     # Robots (auto-replies, bounces, lists) never get an acknowledgement: mail loops.
     is_automated: bool = False
     defects: tuple[str, ...] = ()
+    # Addresses the message was delivered to (envelope and headers): carry the reply token.
+    recipients: tuple[str, ...] = ()
+    spam_reason: str | None = None
+    bounce: Bounce | None = None
+    sender_verification: str = "unknown"
+    authentication_results: str = ""

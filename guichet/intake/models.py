@@ -55,6 +55,7 @@ class Submission(models.Model):
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     quarantine_reason = models.CharField(max_length=300, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True, help_text="Sortie de quarantaine par un agent.")
     processed_at = models.DateTimeField(null=True, blank=True)
     request = models.ForeignKey("casework.Request", null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions")
 

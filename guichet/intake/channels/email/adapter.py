@@ -1,18 +1,30 @@
 from __future__ import annotations
 
+from email.utils import getaddresses
 from typing import Any
 
 from guichet.intake.channels.email.automation import is_automated
-from guichet.intake.channels.email.parsing import parse_email
+from guichet.intake.channels.email.dsn import parse_bounce, spam_verdict
+from guichet.intake.channels.email.parsing import ParsedEmail, parse_email
 from guichet.intake.interpreted import InboundAttachment, Interpreted, SenderInfo
+
+_RECIPIENT_HEADERS = {"to", "cc", "delivered-to", "x-original-to", "envelope-to"}
+
+
+def _recipients(parsed: ParsedEmail, envelope: dict[str, Any]) -> tuple[str, ...]:
+    found = [str(address).lower() for address in envelope.get("rcpt_tos") or []]
+    values = [value for name, value in parsed.headers if name.lower() in _RECIPIENT_HEADERS]
+    found.extend(address.lower() for _, address in getaddresses(values) if "@" in address)
+    return tuple(dict.fromkeys(found))
 
 
 def interpret(raw: bytes, envelope: dict[str, Any]) -> Interpreted:
     parsed = parse_email(raw)
     sender_email = parsed.reply_to_address or parsed.from_address
-    if sender_email is None:
-        mail_from = str(envelope.get("mail_from") or "").strip().lower()
-        sender_email = mail_from if "@" in mail_from else None
+    envelope_from = envelope.get("mail_from")
+    if sender_email is None and envelope_from and "@" in str(envelope_from):
+        sender_email = str(envelope_from).strip().lower()
+    bounce = parse_bounce(raw, envelope_from=envelope_from)
     return Interpreted(
         sender=SenderInfo(name=parsed.from_name, email=sender_email),
         subject=parsed.subject,
@@ -25,6 +37,9 @@ def interpret(raw: bytes, envelope: dict[str, Any]) -> Interpreted:
         message_id=parsed.message_id,
         in_reply_to=parsed.in_reply_to,
         references=parsed.references,
-        is_automated=is_automated(parsed.headers, sender_email, envelope.get("mail_from")),
+        is_automated=bounce is not None or is_automated(parsed.headers, sender_email, envelope_from),
         defects=parsed.defects,
+        recipients=_recipients(parsed, envelope),
+        spam_reason=spam_verdict(parsed.headers),
+        bounce=bounce,
     )

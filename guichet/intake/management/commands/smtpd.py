@@ -17,9 +17,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--host", default=None)
         parser.add_argument("--port", type=int, default=None)
+        parser.add_argument("--lmtp", action="store_true", help="Speak LMTP (delivery from the Région's MTA) instead of SMTP.")
 
-    def handle(self, *args: Any, host: str | None, port: int | None, **options: Any) -> None:
-        controller = smtp_controller(hostname=host, port=port)
+    def handle(self, *args: Any, host: str | None, port: int | None, lmtp: bool, **options: Any) -> None:
+        controller = smtp_controller(hostname=host, port=port, lmtp=lmtp)
         stop = threading.Event()
 
         def _stop(signum: int, frame: FrameType | None) -> None:
@@ -28,7 +29,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         controller.start()
-        self.stdout.write(f"SMTP : en écoute sur {controller.hostname}:{controller.port}")
+        self.stdout.write(f"{'LMTP' if lmtp else 'SMTP'} : en écoute sur {controller.hostname}:{controller.port}")
         stop.wait()
         controller.stop()
         self.stdout.write("SMTP arrêté.")
