@@ -99,7 +99,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(VAR_DIR / "guichet.sqlite3"),
+            "NAME": env_str("GUICHET_SQLITE_PATH", str(VAR_DIR / "guichet.sqlite3")),
             # IMMEDIATE transactions and WAL let the web, SMTP and worker threads write
             # concurrently without "database is locked" failures in the middle of a transaction.
             "OPTIONS": {

@@ -228,6 +228,17 @@ def _store_message(*, request: Request, interpreted: Interpreted, submission: Su
         )
         for attachment in interpreted.attachments
     )
+    if interpreted.defects:
+        # Agents should know the text they read may be incomplete; the raw mail is intact.
+        Message.objects.create(
+            request=request,
+            direction=Message.Direction.INTERNAL,
+            kind=Message.Kind.NOTE,
+            subject="Anomalies de lecture du message reçu",
+            body_text="\n".join(f"- {defect}" for defect in interpreted.defects[:20]),
+            submission=submission,
+            created_at=submission.received_at,
+        )
     return message
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 from email.utils import getaddresses
 from typing import Any
 
+from django.conf import settings
+
 from guichet.intake.channels.email.automation import is_automated
 from guichet.intake.channels.email.dsn import parse_bounce, spam_verdict
 from guichet.intake.channels.email.parsing import ParsedEmail, parse_email
@@ -19,7 +21,7 @@ def _recipients(parsed: ParsedEmail, envelope: dict[str, Any]) -> tuple[str, ...
 
 
 def interpret(raw: bytes, envelope: dict[str, Any]) -> Interpreted:
-    parsed = parse_email(raw)
+    parsed = parse_email(raw, max_attachments=settings.GUICHET_MAX_MAIL_ATTACHMENTS)
     sender_email = parsed.reply_to_address or parsed.from_address
     envelope_from = envelope.get("mail_from")
     if sender_email is None and envelope_from and "@" in str(envelope_from):
