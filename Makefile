@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 AXE := var/axe/node_modules/axe-core/axe.min.js
-APT_PACKAGES := chromium swaks dovecot-imapd libmagic1
+APT_PACKAGES := chromium swaks dovecot-imapd libmagic1 clamav-daemon gettext
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test lint typecheck pytest system-deps bench clean
@@ -47,6 +47,12 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	GUICHET_DEBUG=true $(BIN)/python bench/intake.py
+
+# Refresh guichet/locale/en (django.po) from the French sources, then compile django.mo; commit both.
+.PHONY: messages
+messages: $(STAMP)
+	GUICHET_TESTING=1 $(BIN)/guichet makemessages -l en --ignore ".venv/*" --ignore "var/*" --ignore "bench/*"
+	GUICHET_TESTING=1 $(BIN)/guichet compilemessages -l en --ignore ".venv" --ignore "var"
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

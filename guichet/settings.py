@@ -206,6 +206,27 @@ GUICHET_SMTPD_TLS_CERT = env_str("GUICHET_SMTPD_TLS_CERT")
 GUICHET_SMTPD_TLS_KEY = env_str("GUICHET_SMTPD_TLS_KEY")
 GUICHET_SMTPD_REQUIRE_TLS = env_bool("GUICHET_SMTPD_REQUIRE_TLS", False)
 
+# IMAP polling of an existing mailbox (optional; `guichet imap_poll`, and `serve` when set).
+GUICHET_IMAP_HOST = env_str("GUICHET_IMAP_HOST")
+GUICHET_IMAP_SSL = env_bool("GUICHET_IMAP_SSL", True)
+GUICHET_IMAP_STARTTLS = env_bool("GUICHET_IMAP_STARTTLS", False)
+GUICHET_IMAP_PORT = env_int("GUICHET_IMAP_PORT", 993 if GUICHET_IMAP_SSL else 143, minimum=1)
+GUICHET_IMAP_USER = env_str("GUICHET_IMAP_USER")
+GUICHET_IMAP_PASSWORD = env_secret("GUICHET_IMAP_PASSWORD")
+GUICHET_IMAP_FOLDER = env_str("GUICHET_IMAP_FOLDER", "INBOX")
+GUICHET_IMAP_PROCESSED_FOLDER = env_str("GUICHET_IMAP_PROCESSED_FOLDER", "Guichet/Traité")
+GUICHET_IMAP_POLL_SECONDS = env_int("GUICHET_IMAP_POLL_SECONDS", 60, minimum=1)
+# RFC 2177: re-issue IDLE before 29 minutes.
+GUICHET_IMAP_IDLE_SECONDS = env_int("GUICHET_IMAP_IDLE_SECONDS", 300, minimum=10)
+
+# Attachments: each one's size limit, and an optional ClamAV daemon (socket, or host and port).
+GUICHET_MAX_ATTACHMENT_BYTES = env_int("GUICHET_MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024, minimum=1024)
+GUICHET_CLAMD_SOCKET = env_str("GUICHET_CLAMD_SOCKET")
+GUICHET_CLAMD_HOST = env_str("GUICHET_CLAMD_HOST")
+GUICHET_CLAMD_PORT = env_int("GUICHET_CLAMD_PORT", 3310, minimum=1)
+# DKIM signatures are checked (DNS lookups) when no trusted Authentication-Results is present.
+GUICHET_DKIM_VERIFY = env_bool("GUICHET_DKIM_VERIFY", True)
+
 # Mail loops and noise: at most this many acknowledgements to one address per hour.
 GUICHET_ACK_MAX_PER_HOUR = env_int("GUICHET_ACK_MAX_PER_HOUR", 5, minimum=0)
 # A reply to a request closed longer ago than this opens a new, linked request instead.

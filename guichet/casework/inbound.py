@@ -13,18 +13,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from guichet.casework.acknowledgement import acknowledgement_subject, acknowledgement_text
-from guichet.casework.models import Attachment, Message, Request, RequestStatus
+from guichet.casework.models import Attachment, AttachmentStatus, Message, Request, RequestStatus
 from guichet.casework.numbering import tracking_number_allocate
+from guichet.core.attachment_safety import attachment_limits_check, attachment_verdict
 from guichet.core.audit import audit_log
 from guichet.core.blobs import blob_bytes, blob_put
+from guichet.core.clamd import ClamdScanner
 from guichet.core.deadlines import add_months
 from guichet.core.errors import GuichetError
-from guichet.core.filetypes import detect_content_type
 from guichet.core.models import OutgoingMail
 from guichet.core.outbox import outbox_enqueue
 from guichet.intake.channels.email.dsn import Bounce
 from guichet.intake.channels.registry import interpreter_for
-from guichet.intake.interpreted import Interpreted, SenderInfo
+from guichet.intake.interpreted import InboundAttachment, Interpreted, SenderInfo
 from guichet.intake.models import Requester, Submission
 from guichet.routing.decisions import RoutingDecision
 from guichet.routing.models import RoutingRecord
@@ -203,6 +204,34 @@ def requester_resolve(*, sender: SenderInfo) -> Requester:
     return requester
 
 
+def _attachment_scanner() -> ClamdScanner | None:
+    if settings.GUICHET_CLAMD_SOCKET:
+        return ClamdScanner(socket_path=settings.GUICHET_CLAMD_SOCKET)
+    if settings.GUICHET_CLAMD_HOST:
+        return ClamdScanner(host=settings.GUICHET_CLAMD_HOST, port=settings.GUICHET_CLAMD_PORT)
+    return None
+
+
+def _attachment(message: Message, attachment: InboundAttachment, scanner: ClamdScanner | None) -> Attachment:
+    size = len(attachment.content)
+    verdict = attachment_verdict(content=attachment.content, filename=attachment.filename, declared_type=attachment.declared_type, scanner=scanner)
+    status: str = verdict.status
+    reason = verdict.reason
+    if status == AttachmentStatus.CLEAN and size > settings.GUICHET_MAX_ATTACHMENT_BYTES:
+        status = AttachmentStatus.QUARANTINED
+        reason = attachment_limits_check(sizes=[size], max_count=1, max_total=size, max_each=settings.GUICHET_MAX_ATTACHMENT_BYTES) or ""
+    return Attachment(
+        message=message,
+        blob=blob_put(data=attachment.content),
+        filename=attachment.filename[:255],
+        size=size,
+        content_type=verdict.detected_type[:120],
+        declared_type=attachment.declared_type[:120],
+        status=status,
+        scan_result=reason[:300],
+    )
+
+
 def _store_message(*, request: Request, interpreted: Interpreted, submission: Submission) -> Message:
     message = Message.objects.create(
         request=request,
@@ -216,26 +245,28 @@ def _store_message(*, request: Request, interpreted: Interpreted, submission: Su
         message_id=interpreted.message_id,
         submission=submission,
         created_at=submission.received_at,
+        sender_verification=interpreted.sender_verification,
+        authentication_results=interpreted.authentication_results[:2000],
     )
-    Attachment.objects.bulk_create(
-        Attachment(
-            message=message,
-            blob=blob_put(data=attachment.content),
-            filename=attachment.filename[:255],
-            size=len(attachment.content),
-            content_type=detect_content_type(attachment.content),
-            declared_type=attachment.declared_type[:120],
-        )
-        for attachment in interpreted.attachments
+    scanner = _attachment_scanner() if interpreted.attachments else None
+    Attachment.objects.bulk_create(_attachment(message, attachment, scanner) for attachment in interpreted.attachments)
+    notes = list(interpreted.defects[:20])
+    over_limits = attachment_limits_check(
+        sizes=[len(a.content) for a in interpreted.attachments],
+        max_count=settings.GUICHET_MAX_MAIL_ATTACHMENTS,
+        max_total=settings.GUICHET_MAX_REQUEST_BYTES,
+        max_each=settings.GUICHET_MAX_ATTACHMENT_BYTES,
     )
-    if interpreted.defects:
+    if over_limits:
+        notes.append(over_limits)
+    if notes:
         # Agents should know the text they read may be incomplete; the raw mail is intact.
         Message.objects.create(
             request=request,
             direction=Message.Direction.INTERNAL,
             kind=Message.Kind.NOTE,
             subject="Anomalies de lecture du message reçu",
-            body_text="\n".join(f"- {defect}" for defect in interpreted.defects[:20]),
+            body_text="\n".join(f"- {note}" for note in notes),
             submission=submission,
             created_at=submission.received_at,
         )

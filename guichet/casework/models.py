@@ -6,6 +6,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from guichet.intake.models import Channel
 
@@ -21,18 +22,18 @@ def new_reply_token() -> str:
 
 
 class RequestStatus(models.TextChoices):
-    RECEIVED = "received", "Reçue"
-    ROUTED = "routed", "Orientée vers un service"
-    IN_PROGRESS = "in_progress", "En cours de traitement"
-    ANSWERED = "answered", "Répondue"
-    CLOSED = "closed", "Close"
-    FORWARDED = "forwarded", "Transmise à l'autorité compétente"
-    REJECTED_SPAM = "rejected_spam", "Rejetée (indésirable)"
+    RECEIVED = "received", _("Reçue")
+    ROUTED = "routed", _("Orientée vers un service")
+    IN_PROGRESS = "in_progress", _("En cours de traitement")
+    ANSWERED = "answered", _("Répondue")
+    CLOSED = "closed", _("Close")
+    FORWARDED = "forwarded", _("Transmise à l'autorité compétente")
+    REJECTED_SPAM = "rejected_spam", _("Rejetée (indésirable)")
 
 
 class Priority(models.TextChoices):
-    NORMAL = "normal", "Normale"
-    HIGH = "high", "Haute"
+    NORMAL = "normal", _("Normale")
+    HIGH = "high", _("Haute")
 
 
 class TrackingCounter(models.Model):
@@ -71,7 +72,7 @@ class Request(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        verbose_name = "demande"
+        verbose_name = _("demande")
         indexes = [models.Index(fields=["service", "status"])]
 
     def __str__(self) -> str:
@@ -87,26 +88,26 @@ class Request(models.Model):
 
 
 class SenderVerification(models.TextChoices):
-    VERIFIED = "verified", "Expéditeur vérifié"
-    UNVERIFIED = "unverified", "Expéditeur non vérifié"
-    FAILED = "failed", "Vérification échouée"
-    UNKNOWN = "unknown", "Non applicable"
+    VERIFIED = "verified", _("Expéditeur vérifié")
+    UNVERIFIED = "unverified", _("Expéditeur non vérifié")
+    FAILED = "failed", _("Vérification échouée")
+    UNKNOWN = "unknown", _("Non applicable")
 
 
 class Message(models.Model):
     """One item of a request's thread; internal notes never leave the back office."""
 
     class Direction(models.TextChoices):
-        INBOUND = "inbound", "Reçu"
-        OUTBOUND = "outbound", "Envoyé"
-        INTERNAL = "internal", "Note interne"
+        INBOUND = "inbound", _("Reçu")
+        OUTBOUND = "outbound", _("Envoyé")
+        INTERNAL = "internal", _("Note interne")
 
     class Kind(models.TextChoices):
-        CITIZEN = "citizen", "Message de l'usager"
-        ACKNOWLEDGEMENT = "acknowledgement", "Accusé de réception"
-        REPLY = "reply", "Réponse"
-        FORWARD_NOTICE = "forward_notice", "Avis de transmission"
-        NOTE = "note", "Note interne"
+        CITIZEN = "citizen", _("Message de l'usager")
+        ACKNOWLEDGEMENT = "acknowledgement", _("Accusé de réception")
+        REPLY = "reply", _("Réponse")
+        FORWARD_NOTICE = "forward_notice", _("Avis de transmission")
+        NOTE = "note", _("Note interne")
 
     request = models.ForeignKey(Request, on_delete=models.CASCADE, related_name="messages")
     direction = models.CharField(max_length=10, choices=Direction.choices)
@@ -137,9 +138,9 @@ class Message(models.Model):
 
 
 class AttachmentStatus(models.TextChoices):
-    CLEAN = "clean", "Disponible"
-    QUARANTINED = "quarantined", "Bloquée (type dangereux)"
-    INFECTED = "infected", "Bloquée (virus détecté)"
+    CLEAN = "clean", _("Disponible")
+    QUARANTINED = "quarantined", _("Bloquée (type dangereux)")
+    INFECTED = "infected", _("Bloquée (virus détecté)")
 
 
 class Attachment(models.Model):

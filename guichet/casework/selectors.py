@@ -8,7 +8,7 @@ from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
 from guichet.casework.access import requests_visible_to
 from guichet.casework.models import Attachment, Message, Priority, Request, RequestStatus
 from guichet.core.blobs import blob_bytes
-from guichet.intake.channels.registry import interpreter_for
+from guichet.intake.channels.registry import adapter_for
 from guichet.intake.models import Submission
 
 OPEN_STATUSES = (RequestStatus.RECEIVED, RequestStatus.ROUTED, RequestStatus.IN_PROGRESS)
@@ -52,6 +52,6 @@ def quarantined_submissions(*, limit: int = 200) -> list[QuarantinedItem]:
     """Quarantined input with a readable preview; parsing is safe, it never raises."""
     items = []
     for submission in Submission.objects.filter(status=Submission.Status.QUARANTINED).select_related("raw").order_by("-received_at")[:limit]:
-        interpreted = interpreter_for(submission.channel)(blob_bytes(submission.raw), submission.envelope)
-        items.append(QuarantinedItem(submission, interpreted.sender.email or interpreted.sender.name or "?", interpreted.subject, interpreted.text[:300]))
+        sender, subject, excerpt = adapter_for(submission.channel).preview(blob_bytes(submission.raw), submission.envelope)
+        items.append(QuarantinedItem(submission, sender, subject, excerpt))
     return items

@@ -15,7 +15,7 @@ from guichet.casework import services
 from guichet.casework.access import request_get_for_agent, requests_visible_to
 from guichet.casework.forms import ForwardForm, NoteForm, ReassignForm, ReplyForm, StatusForm
 from guichet.casework.inbound import submission_release
-from guichet.casework.models import Attachment, Request
+from guichet.casework.models import Attachment, AttachmentStatus, Request
 from guichet.casework.selectors import (
     quarantined_submissions,
     request_queue_for_agent,
@@ -113,6 +113,8 @@ def attachment_download(request: HttpRequest, tracking_number: str, attachment_i
     attachment = Attachment.objects.select_related("blob").filter(pk=attachment_id, message__request=request_obj).first()
     if attachment is None:
         raise Http404
+    if attachment.status != AttachmentStatus.CLEAN:
+        return render(request, "agent/attachment_blocked.html", {"attachment": attachment, "request_obj": request_obj}, status=403)
     # Always a download, never rendered in our origin: the content comes from outside.
     response = HttpResponse(blob_bytes(attachment.blob), content_type="application/octet-stream")
     safe_name = attachment.filename.replace('"', "").replace("\\", "")

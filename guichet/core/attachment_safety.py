@@ -58,9 +58,7 @@ DANGEROUS_EXTENSIONS = frozenset(
     .docm .dotm .xlsm .xltm .xlam .pptm .potm .ppsm .ppam .sldm
     """.split()
 )
-_MACRO_EXTENSIONS = frozenset(
-    ".docm .dotm .xlsm .xltm .xlam .pptm .potm .ppsm .ppam .sldm".split()
-)
+_MACRO_EXTENSIONS = frozenset(".docm .dotm .xlsm .xltm .xlam .pptm .potm .ppsm .ppam .sldm".split())
 _DANGEROUS_TYPES = frozenset(
     """
     application/x-dosexec application/x-msdownload application/x-ms-dos-executable
@@ -250,7 +248,12 @@ def _signature_reason(data: bytes) -> str | None:
         return "fichier exécutable Windows (MZ/PE)"
     if head.startswith(b"\x7fELF"):
         return "fichier exécutable Linux (ELF)"
-    if head[:4] in {b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe"}:
+    if head[:4] in {
+        b"\xfe\xed\xfa\xce",
+        b"\xfe\xed\xfa\xcf",
+        b"\xce\xfa\xed\xfe",
+        b"\xcf\xfa\xed\xfe",
+    }:
         return "fichier exécutable macOS (Mach-O)"
     if head.startswith(b"\xca\xfe\xba\xbe"):
         return "fichier exécutable (Mach-O universel ou classe Java)"

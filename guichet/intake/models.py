@@ -2,20 +2,21 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class Channel(models.TextChoices):
-    WEB = "web", "Formulaire web"
-    EMAIL = "email", "Courriel"
-    API = "api", "API"
-    PAPER = "paper", "Courrier papier"
+    WEB = "web", _("Formulaire web")
+    EMAIL = "email", _("Courriel")
+    API = "api", _("API")
+    PAPER = "paper", _("Courrier papier")
 
 
 class Requester(models.Model):
     class Kind(models.TextChoices):
-        PERSON = "person", "Particulier"
-        COMPANY = "company", "Entreprise"
-        ASSOCIATION = "association", "Association"
+        PERSON = "person", _("Particulier")
+        COMPANY = "company", _("Entreprise")
+        ASSOCIATION = "association", _("Association")
 
     kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.PERSON)
     name = models.CharField(max_length=200, blank=True)
@@ -26,7 +27,7 @@ class Requester(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        verbose_name = "usager"
+        verbose_name = _("usager")
 
     def __str__(self) -> str:
         return self.name or self.email or f"usager {self.pk}"
@@ -39,10 +40,10 @@ class Submission(models.Model):
     """
 
     class Status(models.TextChoices):
-        PENDING = "pending", "À traiter"
-        PROCESSED = "processed", "Traitée"
-        FAILED = "failed", "En erreur (sera retentée)"
-        QUARANTINED = "quarantined", "En quarantaine"
+        PENDING = "pending", _("À traiter")
+        PROCESSED = "processed", _("Traitée")
+        FAILED = "failed", _("En erreur (sera retentée)")
+        QUARANTINED = "quarantined", _("En quarantaine")
 
     channel = models.CharField(max_length=10, choices=Channel.choices)
     idempotency_key = models.CharField(max_length=255)
@@ -60,7 +61,7 @@ class Submission(models.Model):
     request = models.ForeignKey("casework.Request", null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions")
 
     class Meta:
-        verbose_name = "saisine"
+        verbose_name = _("saisine")
         constraints = [
             models.UniqueConstraint(fields=["channel", "idempotency_key"], name="submission_unique_channel_key"),
         ]

@@ -6,6 +6,7 @@ from django.conf import settings
 
 from guichet.casework.models import Request
 from guichet.directory.models import Authority, Service
+from guichet.intake.channels.email.parsing import strip_quoted_reply
 from guichet.routing.decisions import RoutingDecision
 from guichet.routing.rules import RuleSet, confidence_of, score_text
 
@@ -19,7 +20,8 @@ def route(request: Request) -> RoutingDecision:
     for authority in Authority.objects.filter(is_active=True):
         entries[authority.code] = authority
     rule_sets = [RuleSet(code=code, keywords=tuple(entry.keywords or ())) for code, entry in entries.items()]
-    scores = score_text(f"{request.subject}\n{request.body_text}", rule_sets)
+    # Quoted earlier mails and signatures would drag in other topics: route on the new text only.
+    scores = score_text(f"{request.subject}\n{strip_quoted_reply(request.body_text)}", rule_sets)
     confidence = confidence_of(scores)
     suggestions = tuple((s.code, s.score) for s in scores[:3])
     if not scores:

@@ -1,24 +1,36 @@
-"""One adapter per channel, same shape: `interpret(raw, envelope) -> Interpreted`."""
+"""One adapter per channel, same shape: `interpret(raw, envelope)` and `preview(raw, envelope)`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from guichet.intake.channels.email.adapter import interpret as interpret_email
-from guichet.intake.channels.web.adapter import interpret as interpret_web
+from guichet.intake.channels.email import adapter as email_adapter
+from guichet.intake.channels.web import adapter as web_adapter
 from guichet.intake.interpreted import Interpreted
 
-Interpreter = Callable[[bytes, dict[str, Any]], Interpreted]
 
-INTERPRETERS: dict[str, Interpreter] = {
-    "email": interpret_email,
-    "web": interpret_web,
+@dataclass(frozen=True)
+class ChannelAdapter:
+    # The full reading used for processing (may verify signatures, read blobs).
+    interpret: Callable[[bytes, dict[str, Any]], Interpreted]
+    # A cheap (sender, subject, excerpt) for lists of held input.
+    preview: Callable[[bytes, dict[str, Any]], tuple[str, str, str]]
+
+
+ADAPTERS: dict[str, ChannelAdapter] = {
+    "email": ChannelAdapter(interpret=email_adapter.interpret, preview=email_adapter.preview),
+    "web": ChannelAdapter(interpret=web_adapter.interpret, preview=web_adapter.preview),
 }
 
 
-def interpreter_for(channel: str) -> Interpreter:
+def adapter_for(channel: str) -> ChannelAdapter:
     try:
-        return INTERPRETERS[channel]
+        return ADAPTERS[channel]
     except KeyError:
-        raise ValueError(f"No interpreter for channel {channel!r}") from None
+        raise ValueError(f"No adapter for channel {channel!r}") from None
+
+
+def interpreter_for(channel: str) -> Callable[[bytes, dict[str, Any]], Interpreted]:
+    return adapter_for(channel).interpret

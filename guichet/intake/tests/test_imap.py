@@ -15,6 +15,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import OperationalError, connection
 
@@ -183,6 +184,24 @@ def test_database_failure_leaves_the_message_in_the_inbox(dovecot: Dovecot, monk
     assert dovecot.messages("INBOX") == []
 
 
+def test_a_message_that_fails_to_store_does_not_block_the_others(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = imap.email_receive
+
+    def buggy(*, raw: bytes, envelope: dict[str, Any]) -> Any:
+        if b"Poison" in raw:
+            raise ValueError("a bug triggered by this message")
+        return real(raw=raw, envelope=envelope)
+
+    monkeypatch.setattr(imap, "email_receive", buggy)
+    poison, good = _mail("Poison", "Ce message déclenche un bogue."), _mail("Lycée", "Une demande ordinaire.")
+    dovecot.append(poison)
+    dovecot.append(good)
+
+    assert imap_poll_once(config=_config(dovecot)) == 1
+    assert dovecot.messages("INBOX") == [poison]
+    assert [blob_bytes(s.raw) for s in Submission.objects.all()] == [good]
+
+
 def test_copy_delete_expunge_when_the_server_lacks_move(dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> None:
     # given a server without MOVE, and a message a person already flagged for deletion
     real = imap._capabilities
@@ -257,6 +276,10 @@ def test_config_comes_from_settings(settings: Any, dovecot: Dovecot) -> None:
     _imap_settings(settings, dovecot)
     config = imap_config_from_settings()
     assert config is not None and config.port == dovecot.port and config.folder == "INBOX"
+    # fail closed: a password is never sent in clear to a remote server
+    settings.GUICHET_IMAP_HOST = "imap.region.example"
+    with pytest.raises(ImproperlyConfigured):
+        imap_config_from_settings()
 
 
 def test_command_once(settings: Any, dovecot: Dovecot) -> None:

@@ -219,8 +219,16 @@ def test_missing_from_address_is_never_verified() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", ";;;", "(((", "mx.region.fr; ===; dkim", "mx.region.fr; dkim=p\x00ss", "x" * 100_000,
-     'mx.region.fr; dkim="unterminated', "mx.region.fr; dmarc=" + "(" * 5000],
+    [
+        "",
+        ";;;",
+        "(((",
+        "mx.region.fr; ===; dkim",
+        "mx.region.fr; dkim=p\x00ss",
+        "x" * 100_000,
+        'mx.region.fr; dkim="unterminated',
+        "mx.region.fr; dmarc=" + "(" * 5000,
+    ],
 )
 def test_malformed_headers_never_raise(value: str) -> None:
     verdict = sender_trust(

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from guichet.core.worker import GuichetWorker
+from guichet.intake.channels.email.imap import imap_config_from_settings, imap_run
 from guichet.intake.channels.email.smtpd import smtp_controller
 
 
@@ -26,6 +27,11 @@ class Command(BaseCommand):
         worker = GuichetWorker()
         worker_thread = threading.Thread(target=worker.run, name="guichet-worker", daemon=True)
         worker_thread.start()
+        imap_config = imap_config_from_settings()
+        imap_stop = threading.Event()
+        if imap_config is not None:
+            threading.Thread(target=imap_run, kwargs={"config": imap_config, "stop": imap_stop}, name="guichet-imap", daemon=True).start()
+            self.stdout.write(f"IMAP : relève de {imap_config.user}@{imap_config.host}:{imap_config.port}")
         self.stdout.write(
             f"Guichet : web http://{host}:{port}/  —  SMTP {controller.hostname}:{controller.port} "
             f"({settings.GUICHET_ADDRESS})  —  worker actif.  Ctrl-C pour arrêter."
@@ -35,6 +41,7 @@ class Command(BaseCommand):
             # uvicorn owns SIGINT/SIGTERM in the main thread; when it returns, stop the others.
             server.run()
         finally:
+            imap_stop.set()
             worker.stop()
             worker_thread.join(timeout=15)
             controller.stop()

@@ -8,6 +8,7 @@ from django.conf import settings
 from guichet.intake.channels.email.automation import is_automated
 from guichet.intake.channels.email.dsn import parse_bounce, spam_verdict
 from guichet.intake.channels.email.parsing import ParsedEmail, parse_email
+from guichet.intake.channels.email.trust import TrustVerdict, sender_trust
 from guichet.intake.interpreted import InboundAttachment, Interpreted, SenderInfo
 
 _RECIPIENT_HEADERS = {"to", "cc", "delivered-to", "x-original-to", "envelope-to"}
@@ -27,6 +28,7 @@ def interpret(raw: bytes, envelope: dict[str, Any]) -> Interpreted:
     if sender_email is None and envelope_from and "@" in str(envelope_from):
         sender_email = str(envelope_from).strip().lower()
     bounce = parse_bounce(raw, envelope_from=envelope_from)
+    trust = _trust(raw, parsed)
     return Interpreted(
         sender=SenderInfo(name=parsed.from_name, email=sender_email),
         subject=parsed.subject,
@@ -44,4 +46,22 @@ def interpret(raw: bytes, envelope: dict[str, Any]) -> Interpreted:
         recipients=_recipients(parsed, envelope),
         spam_reason=spam_verdict(parsed.headers),
         bounce=bounce,
+        sender_verification=trust.verification,
+        authentication_results=trust.summary,
     )
+
+
+def _trust(raw: bytes, parsed: ParsedEmail) -> TrustVerdict:
+    if not settings.GUICHET_DKIM_VERIFY and not settings.GUICHET_TRUSTED_AUTHSERV_IDS:
+        return TrustVerdict(verification="unverified", spf="none", dkim="none", dmarc="none", summary="Vérification désactivée.")
+    trusted = frozenset(settings.GUICHET_TRUSTED_AUTHSERV_IDS)
+    if not settings.GUICHET_DKIM_VERIFY:
+        # Without DNS, only our MTA's verdict counts: strip DKIM-Signature so no lookup happens.
+        raw = b"\r\n".join(line for line in raw.split(b"\r\n") if not line.lower().startswith(b"dkim-signature"))
+    return sender_trust(raw=raw, headers=parsed.headers, from_address=parsed.from_address, trusted_authserv_ids=trusted)
+
+
+def preview(raw: bytes, envelope: dict[str, Any]) -> tuple[str, str, str]:
+    """Sender, subject and excerpt for a quarantine list: parsing only, no DNS, no scanning."""
+    parsed = parse_email(raw, max_attachments=0)
+    return parsed.from_address or parsed.from_name or "?", parsed.subject, parsed.text[:300]

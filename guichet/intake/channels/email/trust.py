@@ -232,7 +232,9 @@ def _dkim_domain(props: dict[str, str]) -> str | None:
 # --------------------------------------------------------------------------------------
 
 
-def _verdict_from_dkim(raw: bytes, from_domain: str | None, dnsfunc: DnsFunc | None) -> TrustVerdict:
+def _verdict_from_dkim(
+    raw: bytes, from_domain: str | None, dnsfunc: DnsFunc | None
+) -> TrustVerdict:
     checks = _verify_signatures(raw, dnsfunc)
     if not checks:
         return TrustVerdict(
@@ -240,9 +242,7 @@ def _verdict_from_dkim(raw: bytes, from_domain: str | None, dnsfunc: DnsFunc | N
             spf="none",
             dkim="none",
             dmarc="none",
-            summary=(
-                "Aucun résultat d'authentification de confiance et message non signé (DKIM)."
-            ),
+            summary=("Aucun résultat d'authentification de confiance et message non signé (DKIM)."),
         )
     best = _best_dkim(checks, from_domain)
     if best.result == "pass" and _aligned(best.domain, from_domain):

@@ -29,3 +29,8 @@ def interpret(raw: bytes, envelope: dict[str, Any]) -> Interpreted:
             if f["sha256"] in blobs
         ),
     )
+
+
+def preview(raw: bytes, envelope: dict[str, Any]) -> tuple[str, str, str]:
+    payload: dict[str, Any] = json.loads(raw.decode("utf-8"))
+    return str(payload.get("email") or payload.get("name") or "?"), str(payload.get("subject", "")), str(payload.get("message", ""))[:300]
