@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 AXE := var/axe/node_modules/axe-core/axe.min.js
-APT_PACKAGES := chromium swaks dovecot-imapd libmagic1 clamav-daemon gettext
+APT_PACKAGES := chromium swaks dovecot-imapd libmagic1 clamav-daemon gettext poppler-utils
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test lint typecheck pytest system-deps bench clean

@@ -14,5 +14,6 @@ urlpatterns = [
     path("quarantaine/<int:submission_id>/liberer/", views_agent.quarantine_release, name="quarantine_release"),
     path("demandes/<str:tracking_number>/", views_agent.request_detail, name="request_detail"),
     path("demandes/<str:tracking_number>/pieces/<int:attachment_id>/", views_agent.attachment_download, name="attachment"),
+    path("demandes/<str:tracking_number>/pieces/<int:attachment_id>/apercu/", views_agent.attachment_preview, name="attachment_preview"),
     path("demandes/<str:tracking_number>/<str:action>/", views_agent.request_action, name="request_action"),
 ]

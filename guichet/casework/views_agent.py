@@ -24,6 +24,7 @@ from guichet.casework.selectors import (
 )
 from guichet.core.blobs import blob_bytes
 from guichet.core.errors import GuichetError, NotFound
+from guichet.core.previews import PREVIEWABLE_TYPES, preview_png_of_pdf
 from guichet.intake.models import Submission
 
 
@@ -59,6 +60,7 @@ def _detail_context(request_obj: Request, **forms_override: forms.Form) -> dict[
         "request_obj": request_obj,
         "thread": request_thread(request=request_obj, include_internal=True),
         "routing_records": request_obj.routing_records.select_related("service", "authority", "decided_by"),
+        "previewable": PREVIEWABLE_TYPES,
         "bounced": request_obj.outgoing_mails.filter(bounced_at__isnull=False).order_by("-bounced_at").first(),
         "reply_form": ReplyForm(),
         "note_form": NoteForm(),
@@ -151,3 +153,22 @@ def quarantine_release(request: HttpRequest, submission_id: int) -> HttpResponse
     else:
         messages.success(request, "Saisine libérée : la demande a été créée et orientée.")
     return redirect("agent:quarantine")
+
+
+@login_required
+def attachment_preview(request: HttpRequest, tracking_number: str, attachment_id: int) -> HttpResponse:
+    request_obj = _get(request, tracking_number)
+    attachment = Attachment.objects.select_related("blob").filter(pk=attachment_id, message__request=request_obj).first()
+    if attachment is None or attachment.status != AttachmentStatus.CLEAN or attachment.content_type not in PREVIEWABLE_TYPES:
+        raise Http404
+    data = blob_bytes(attachment.blob)
+    content_type = attachment.content_type
+    if content_type == "application/pdf":
+        rendered = preview_png_of_pdf(data)
+        if rendered is None:
+            raise Http404
+        data, content_type = rendered, "image/png"
+    response = HttpResponse(data, content_type=content_type)
+    response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; sandbox"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

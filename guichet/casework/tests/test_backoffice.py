@@ -141,3 +141,42 @@ def test_internal_notes_stay_internal(client: Client, heating: Any, agent_alice:
     _login(client, agent_alice).post(f"/agent/demandes/{heating.tracking_number}/note/", {"body": "Voir avec le proviseur"})
     assert "Voir avec le proviseur" in _login(Client(), agent_bob).get(f"/agent/demandes/{heating.tracking_number}/").content.decode()
     assert "Voir avec le proviseur" not in Client().get(f"/suivi/{heating.public_id}/").content.decode()
+
+
+def _pdf_bytes() -> bytes:
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    # A real one-page PDF, written by hand: poppler must be able to render it.
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R >>",
+        b"<< /Length 35 >>\nstream\n0 0 1 rg 20 20 160 160 re f\nendstream",
+    ]
+    out = b"%PDF-1.4\n"
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "t.pdf").write_bytes(out)
+        subprocess.run(["pdfinfo", str(Path(folder, "t.pdf"))], check=True, capture_output=True)
+    return out
+
+
+def test_pdf_preview_is_a_picture_never_the_document(client: Client, heating: Any, agent_alice: Any, outsider_oscar: Any) -> None:
+    message = heating.messages.get(kind=Message.Kind.CITIZEN)
+    pdf = Attachment.objects.create(message=message, blob=blob_put(data=_pdf_bytes()), filename="plan.pdf", size=10, content_type="application/pdf")
+    url = f"/agent/demandes/{heating.tracking_number}/pieces/{pdf.pk}/apercu/"
+    response = _login(client, agent_alice).get(url)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png" and response.content.startswith(b"\x89PNG")
+    assert "sandbox" in response["Content-Security-Policy"]
+    assert "aperçu" in client.get(f"/agent/demandes/{heating.tracking_number}/").content.decode()
+    assert _login(Client(), outsider_oscar).get(url).status_code == 404
