@@ -382,6 +382,7 @@ DRAINING = threading.Event()
 class IntakeResult:
     accepted: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -470,6 +471,7 @@ def phase_intake(
         except threading.BrokenBarrierError:
             pass
         started = time.perf_counter()
+        cpu_started = _cpu_seconds()
         try:
             for thread in threads:
                 while thread.is_alive():
@@ -479,6 +481,7 @@ def phase_intake(
             for thread in threads:
                 thread.join(30)
             raise
+    result.cpu_seconds = _cpu_seconds() - cpu_started
     ends = [t for t in finished if t > 0]
     result.seconds = (max(ends) - started) if ends else 0.0
     return result
@@ -488,6 +491,7 @@ def phase_intake(
 class DrainResult:
     tasks: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     processing_seconds: float = 0.0
 
 
@@ -502,6 +506,7 @@ def phase_drain(expected: int, stop: threading.Event) -> DrainResult:
     result = DrainResult()
     wall_start = timezone.now()
     started = time.perf_counter()
+    cpu_started = _cpu_seconds()
     # Processing a submission enqueues the delivery of its acknowledgement: ~2 tasks a message.
     with tqdm(
         total=2 * expected, desc="worker drain", unit="task", file=sys.stderr, dynamic_ncols=True
@@ -519,10 +524,17 @@ def phase_drain(expected: int, stop: threading.Event) -> DrainResult:
         finally:
             DRAINING.clear()
     result.seconds = time.perf_counter() - started
+    result.cpu_seconds = _cpu_seconds() - cpu_started
     last_processed = Submission.objects.aggregate(last=Max("processed_at"))["last"]
     if last_processed is not None:
         result.processing_seconds = max((last_processed - wall_start).total_seconds(), 1e-9)
     return result
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this whole process (clients, SMTP server, worker); not the PostgreSQL server's."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _percentile(values: list[float], pct: int) -> float:
@@ -634,7 +646,10 @@ def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> in
     say(
         f"  latency end of DATA → 250 (sendmail on open connection): p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(intake.latencies, default=0) * 1000:.1f} ms"
     )
-    say(f"  submissions committed: {committed}")
+    say(
+        f"  submissions committed: {committed}   process CPU: {intake.cpu_seconds / max(intake.accepted, 1) * 1000:.1f} ms/msg"
+        " (clients + SMTP server + commit, one process)"
+    )
     if intake.errors:
         say(f"  errors: {len(intake.errors)} (first: {intake.errors[0]})")
 
@@ -673,6 +688,10 @@ def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> in
     say(
         f"  acknowledgements queued in the outbox: {acks_total} (sent to memory: {acks_sent}, locmem outbox: {len(getattr(mail, 'outbox', []))})"
     )
+    say(
+        f"  worker CPU: {drain.cpu_seconds / max(processed, 1) * 1000:.1f} ms/msg over {drain.seconds / max(processed, 1) * 1000:.1f} ms/msg of wall time"
+        " (the rest: waiting on the database)"
+    )
     if failed_tasks:
         say(f"  FAILED tasks: {failed_tasks}")
 
@@ -710,6 +729,10 @@ def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> in
                     "process_messages_per_s": round(process_rate, 1),
                     "routed": routed,
                     "errors": len(intake.errors),
+                    "intake_cpu_ms_per_msg": round(
+                        intake.cpu_seconds / max(intake.accepted, 1) * 1000, 2
+                    ),
+                    "drain_cpu_ms_per_msg": round(drain.cpu_seconds / max(processed, 1) * 1000, 2),
                 }
             ),
             flush=True,

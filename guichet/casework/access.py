@@ -35,7 +35,7 @@ def request_get_for_agent(*, agent: AbstractBaseUser | AnonymousUser, tracking_n
     # Outsiders get "not found", never "forbidden": a tracking number must not reveal existence.
     request = (
         requests_visible_to(agent)
-        .select_related("requester", "service", "authority")
+        .select_related("requester", "service", "authority", "campaign")
         .filter(tracking_number=tracking_number)
         .first()
     )

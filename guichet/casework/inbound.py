@@ -13,7 +13,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from guichet.casework.acknowledgement import acknowledgement_subject, acknowledgement_text
-from guichet.casework.models import Attachment, AttachmentStatus, Message, Request, RequestStatus
+from guichet.casework.campaigns import campaign_attach
+from guichet.casework.models import (
+    Attachment,
+    AttachmentStatus,
+    Message,
+    Priority,
+    Request,
+    RequestStatus,
+)
 from guichet.casework.numbering import tracking_number_allocate
 from guichet.core.attachment_safety import attachment_limits_check, attachment_verdict
 from guichet.core.audit import audit_log
@@ -30,6 +38,7 @@ from guichet.intake.models import Requester, Submission
 from guichet.routing.decisions import RoutingDecision
 from guichet.routing.models import RoutingRecord
 from guichet.routing.router import route
+from guichet.routing.urgency import urgency_of
 
 logger = logging.getLogger(__name__)
 
@@ -288,6 +297,8 @@ def request_open(*, interpreted: Interpreted, submission: Submission, parent: Re
     _store_message(request=request, interpreted=interpreted, submission=submission)
     audit_log(actor=f"channel:{submission.channel}", verb="request.open", obj=request, after={"tracking_number": request.tracking_number, "submission": submission.pk})
     request_apply_routing(request=request, decision=route(request))
+    request_flag_urgency(request=request, text=f"{interpreted.subject}\n{interpreted.text}")
+    campaign_attach(request=request)
     if interpreted.is_automated:
         logger.info("No acknowledgement for automated message on %s", request.tracking_number)
     else:
@@ -364,8 +375,21 @@ def request_acknowledge(*, request: Request, send: bool = True) -> Message:
     return message
 
 
+def request_flag_urgency(*, request: Request, text: str) -> bool:
+    """Danger or distress puts the request first in every queue, and tells why."""
+    verdict = urgency_of(text)
+    if not verdict.urgent or request.priority == Priority.HIGH:
+        return False
+    request.priority = Priority.HIGH
+    request.save(update_fields=["priority"])
+    Message.objects.create(request=request, direction=Message.Direction.INTERNAL, kind=Message.Kind.NOTE, subject="Demande urgente", body_text=verdict.explanation())
+    audit_log(actor="router", verb="request.flag_urgent", obj=request, after={"reasons": list(verdict.reasons)})
+    return True
+
+
 def message_add_inbound(*, request: Request, interpreted: Interpreted, submission: Submission) -> Message:
     message = _store_message(request=request, interpreted=interpreted, submission=submission)
+    request_flag_urgency(request=request, text=f"{interpreted.subject}\n{interpreted.text}")
     before = request.status
     if request.status in {RequestStatus.ANSWERED, RequestStatus.CLOSED}:
         request.status = RequestStatus.IN_PROGRESS

@@ -50,6 +50,19 @@ class TrackingCounter(models.Model):
         return f"{self.prefix}-{self.year}: {self.value}"
 
 
+class Campaign(models.Model):
+    """Near-identical messages grouped as one need: a petition (many senders) or a repeat (one)."""
+
+    title = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "campagne"
+
+    def __str__(self) -> str:
+        return self.title
+
+
 class Request(models.Model):
     tracking_number = models.CharField(max_length=40, unique=True)
     public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
@@ -65,6 +78,13 @@ class Request(models.Model):
     service = models.ForeignKey("directory.Service", null=True, blank=True, on_delete=models.PROTECT, related_name="requests")
     authority = models.ForeignKey("directory.Authority", null=True, blank=True, on_delete=models.PROTECT, related_name="requests")
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="requests")
+    # Four MinHash values of the text's word trigrams: texts that overlap a lot share at least
+    # one with near certainty, so near-duplicates are found with indexed equality lookups.
+    minhash0 = models.BigIntegerField(null=True, blank=True, db_index=True)
+    minhash1 = models.BigIntegerField(null=True, blank=True, db_index=True)
+    minhash2 = models.BigIntegerField(null=True, blank=True, db_index=True)
+    minhash3 = models.BigIntegerField(null=True, blank=True, db_index=True)
     legal_deadline = models.DateField(null=True, blank=True)
     silence_means = models.CharField(max_length=12, default="rejection")
     answered_at = models.DateTimeField(null=True, blank=True)

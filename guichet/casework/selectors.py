@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Case, IntegerField, Prefetch, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Prefetch, QuerySet, Value, When
 
 from guichet.casework.access import requests_visible_to
 from guichet.casework.models import Attachment, Message, Priority, Request, RequestStatus
@@ -55,3 +55,21 @@ def quarantined_submissions(*, limit: int = 200) -> list[QuarantinedItem]:
         sender, subject, excerpt = adapter_for(submission.channel).preview(blob_bytes(submission.raw), submission.envelope)
         items.append(QuarantinedItem(submission, sender, subject, excerpt))
     return items
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    title: str
+    request_count: int
+    supporters: int
+    others: list[Request]
+
+
+def campaign_summary(*, request: Request) -> CampaignSummary | None:
+    """The campaign a request belongs to: one need, how many requests and distinct senders."""
+    if request.campaign_id is None or request.campaign is None:
+        return None
+    members = Request.objects.filter(campaign_id=request.campaign_id)
+    counts = members.aggregate(requests=Count("pk"), supporters=Count("requester", distinct=True))
+    others = list(members.exclude(pk=request.pk).select_related("requester").order_by("received_at")[:20])
+    return CampaignSummary(request.campaign.title, counts["requests"], counts["supporters"], others)

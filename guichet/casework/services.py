@@ -167,3 +167,19 @@ def request_forward(*, actor: User, request: Request, authority: Authority, reas
     RoutingRecord.objects.create(request=request, source=RoutingRecord.Source.HUMAN, authority=authority, confidence=1.0, decided_by=actor, reason=reason, applied=True, explanation="Transmission manuelle")
     audit_log(actor=actor, verb="request.forward", obj=request, before=before, after={"authority": authority.code, "reason": reason})
     return request
+
+
+def campaign_reply(*, actor: User, request: Request, body: str) -> list[Message]:
+    """One answer for a whole campaign: each member request the agent may see gets it."""
+    from guichet.casework.access import requests_visible_to
+
+    if request.campaign_id is None:
+        raise GuichetError("Cette demande ne fait pas partie d'une campagne.")
+    members = (
+        requests_visible_to(actor)
+        .filter(campaign_id=request.campaign_id)
+        .exclude(status__in=[RequestStatus.CLOSED, RequestStatus.FORWARDED, RequestStatus.REJECTED_SPAM])
+        .exclude(requester__email="")
+        .order_by("received_at")
+    )
+    return [request_reply(actor=actor, request=member, body=body) for member in members]

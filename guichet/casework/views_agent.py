@@ -17,6 +17,7 @@ from guichet.casework.forms import ForwardForm, NoteForm, ReassignForm, ReplyFor
 from guichet.casework.inbound import submission_release
 from guichet.casework.models import Attachment, AttachmentStatus, Request
 from guichet.casework.selectors import (
+    campaign_summary,
     quarantined_submissions,
     request_queue_for_agent,
     request_thread,
@@ -63,6 +64,8 @@ def _detail_context(request_obj: Request, **forms_override: forms.Form) -> dict[
         "previewable": PREVIEWABLE_TYPES,
         "bounced": request_obj.outgoing_mails.filter(bounced_at__isnull=False).order_by("-bounced_at").first(),
         "reply_form": ReplyForm(),
+        "campaign_reply_form": ReplyForm(prefix="campagne"),
+        "campaign": campaign_summary(request=request_obj),
         "note_form": NoteForm(),
         "status_form": StatusForm(),
         "reassign_form": ReassignForm(),
@@ -81,6 +84,7 @@ Action = Callable[[User, Request, dict[str, Any]], object]
 
 ACTIONS: dict[str, tuple[type[forms.Form], str, Action, str]] = {
     "repondre": (ReplyForm, "reply_form", lambda a, r, d: services.request_reply(actor=a, request=r, body=d["body"]), "Réponse envoyée à l'usager."),
+    "repondre-campagne": (ReplyForm, "campaign_reply_form", lambda a, r, d: services.campaign_reply(actor=a, request=r, body=d["body"]), "Réponse envoyée à toutes les demandes de la campagne."),
     "note": (NoteForm, "note_form", lambda a, r, d: services.request_add_note(actor=a, request=r, body=d["body"]), "Note ajoutée."),
     "statut": (StatusForm, "status_form", lambda a, r, d: services.request_change_status(actor=a, request=r, status=d["status"]), "Statut modifié."),
     "reorienter": (ReassignForm, "reassign_form", lambda a, r, d: services.request_reassign(actor=a, request=r, service=d["service"], reason=d["reason"]), "Demande réorientée."),
@@ -95,7 +99,7 @@ def request_action(request: HttpRequest, tracking_number: str, action: str) -> H
         raise Http404
     request_obj = _get(request, tracking_number)
     form_class, form_name, perform, done = ACTIONS[action]
-    form = form_class(request.POST)
+    form = form_class(request.POST, prefix="campagne" if action == "repondre-campagne" else None)
     if not form.is_valid():
         return render(request, "agent/request_detail.html", _detail_context(request_obj, **{form_name: form}), status=400)
     try:

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from guichet.casework.models import Attachment, AttachmentStatus, Message, Request, SenderVerification
+from guichet.casework.models import (
+    Attachment,
+    AttachmentStatus,
+    Message,
+    Request,
+    SenderVerification,
+)
 from guichet.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)

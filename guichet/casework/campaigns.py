@@ -1,0 +1,68 @@
+"""Petitions, mass mailings and repeated messages: one need, N supporters, one answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from django.db.models import Q
+from django.utils import timezone
+
+from guichet.casework.models import Campaign, Request
+from guichet.core.audit import audit_log
+from guichet.intake.channels.email.parsing import strip_quoted_reply
+from guichet.routing.rules import normalize
+
+MIN_WORDS = 25
+MIN_SIMILARITY = 0.7
+WINDOW = dt.timedelta(days=60)
+SEEDS = (b"g0", b"g1", b"g2", b"g3")
+
+
+def shingles(text: str) -> frozenset[str]:
+    """Word trigrams of the new text (quotes and signatures removed); empty when too short."""
+    words = normalize(strip_quoted_reply(text)).split()
+    if len(words) < MIN_WORDS:
+        return frozenset()
+    return frozenset(" ".join(words[i : i + 3]) for i in range(len(words) - 2))
+
+
+def minhashes(grams: frozenset[str]) -> tuple[int, ...]:
+    def signed64(data: bytes) -> int:
+        # PostgreSQL's bigint is signed.
+        return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
+
+    return tuple(min(signed64(seed + gram.encode()) for gram in grams) for seed in SEEDS)
+
+
+def similarity(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def campaign_attach(*, request: Request) -> Campaign | None:
+    """Fingerprint the request and group it with a recent near-identical one, if any."""
+    grams = shingles(request.body_text)
+    if not grams:
+        return None
+    values = minhashes(grams)
+    request.minhash0, request.minhash1, request.minhash2, request.minhash3 = values
+    fields = ["minhash0", "minhash1", "minhash2", "minhash3"]
+    candidates = (
+        Request.objects.filter(Q(minhash0=values[0]) | Q(minhash1=values[1]) | Q(minhash2=values[2]) | Q(minhash3=values[3]))
+        .filter(received_at__gte=request.received_at - WINDOW)
+        .exclude(pk=request.pk)
+        .select_related("campaign")
+        .order_by("received_at")[:50]
+    )
+    twin = next((c for c in candidates if similarity(grams, shingles(c.body_text)) >= MIN_SIMILARITY), None)
+    if twin is not None:
+        campaign = twin.campaign
+        if campaign is None:
+            campaign = Campaign.objects.create(title=(twin.subject or twin.body_text[:80] or "Campagne")[:500], created_at=timezone.now())
+            twin.campaign = campaign
+            twin.save(update_fields=["campaign"])
+        request.campaign = campaign
+        fields.append("campaign")
+        audit_log(actor="router", verb="request.join_campaign", obj=request, after={"campaign": campaign.pk, "twin": twin.tracking_number})
+    request.save(update_fields=fields)
+    return request.campaign
