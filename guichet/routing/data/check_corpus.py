@@ -68,7 +68,7 @@ def ngrams(ws, n=12):
 
 
 seed = []
-seed_count = Counter()
+seed_count: Counter[str] = Counter()
 for code in CODES:
     f = HERE / "seed" / (code.replace(":", "_") + ".jsonl")
     if not f.exists():
@@ -93,7 +93,7 @@ for code in CODES:
         errors.append(f"dev {code}: {dev_count[code]} != 12")
 
 # exact duplicate bodies (normalised whitespace/case)
-seen = {}
+seen: dict[str, str] = {}
 for where, d in seed + dev:
     key = " ".join(d["body"].lower().split())
     if key in seen:
