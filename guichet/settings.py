@@ -238,6 +238,9 @@ GUICHET_SWEEP_AFTER_SECONDS = env_int("GUICHET_SWEEP_AFTER_SECONDS", 60, minimum
 
 # Routing v0 keeps a request in triage below this keyword-rule confidence.
 GUICHET_ROUTING_THRESHOLD = float(env_str("GUICHET_ROUTING_THRESHOLD", "0.5"))
+# Transmission to an outside authority (CRPA L114-2) without a human, above this confidence.
+GUICHET_AUTO_FORWARD = env_bool("GUICHET_AUTO_FORWARD", True)
+GUICHET_AUTO_FORWARD_MIN_CONFIDENCE = float(env_str("GUICHET_AUTO_FORWARD_MIN_CONFIDENCE", "0.9"))
 
 # Outbox: retries with exponential backoff, then the message waits for an operator.
 GUICHET_OUTBOX_MAX_ATTEMPTS = env_int("GUICHET_OUTBOX_MAX_ATTEMPTS", 12, minimum=1)

@@ -31,6 +31,7 @@ from guichet.core.deadlines import add_months
 from guichet.core.errors import GuichetError
 from guichet.core.models import OutgoingMail
 from guichet.core.outbox import outbox_enqueue
+from guichet.directory.models import Authority, Service
 from guichet.intake.channels.email.dsn import Bounce
 from guichet.intake.channels.registry import interpreter_for
 from guichet.intake.interpreted import InboundAttachment, Interpreted, SenderInfo
@@ -296,10 +297,15 @@ def request_open(*, interpreted: Interpreted, submission: Submission, parent: Re
     )
     _store_message(request=request, interpreted=interpreted, submission=submission)
     audit_log(actor=f"channel:{submission.channel}", verb="request.open", obj=request, after={"tracking_number": request.tracking_number, "submission": submission.pk})
-    request_apply_routing(request=request, decision=route(request))
+    transmit_to = request_apply_routing(request=request, decision=route(request))
     request_flag_urgency(request=request, text=f"{interpreted.subject}\n{interpreted.text}")
     campaign_attach(request=request)
-    if interpreted.is_automated:
+    if transmit_to is not None and not interpreted.is_automated:
+        # The competent authority acknowledges it; the sender gets the transmission notice.
+        from guichet.casework.services import request_forward
+
+        request_forward(actor=None, request=request, authority=transmit_to, reason="La demande relève de la compétence de cette autorité (orientation automatique).", record_decision=False)
+    elif interpreted.is_automated:
         logger.info("No acknowledgement for automated message on %s", request.tracking_number)
     else:
         request_acknowledge(request=request, send=not _acknowledgements_exhausted(request.requester.email))
@@ -315,13 +321,16 @@ def _acknowledgements_exhausted(email: str) -> bool:
     return sent >= settings.GUICHET_ACK_MAX_PER_HOUR
 
 
-def request_apply_routing(*, request: Request, decision: RoutingDecision) -> None:
-    from guichet.directory.models import Authority, Service
+def request_apply_routing(*, request: Request, decision: RoutingDecision) -> Authority | None:
+    """Apply the router's decision; returns the authority to transmit to on our own, if any.
 
+    Leaving the Région is a bigger step than choosing a service, so an outside authority is
+    applied only above its own, higher threshold; below it, triage confirms in one click.
+    """
     service = decision.target if isinstance(decision.target, Service) else None
     authority = decision.target if isinstance(decision.target, Authority) else None
-    # v0 never transmits to another authority on its own: a human confirms (one click in triage).
-    applied = service is not None
+    transmit = authority is not None and settings.GUICHET_AUTO_FORWARD and decision.confidence >= settings.GUICHET_AUTO_FORWARD_MIN_CONFIDENCE
+    applied = service is not None or transmit
     RoutingRecord.objects.create(
         request=request,
         source=RoutingRecord.Source.AUTOMATIC,
@@ -333,13 +342,14 @@ def request_apply_routing(*, request: Request, decision: RoutingDecision) -> Non
         applied=applied,
     )
     if service is None:
-        return
+        return authority if transmit else None
     request.service = service
     request.silence_means = service.silence_means
     request.status = RequestStatus.ROUTED
     request.updated_at = timezone.now()
     request.save(update_fields=["service", "silence_means", "status", "updated_at"])
     audit_log(actor="router", verb="request.route", obj=request, after={"service": service.code, "confidence": decision.confidence, "model": decision.model_version})
+    return None
 
 
 def request_acknowledge(*, request: Request, send: bool = True) -> Message:

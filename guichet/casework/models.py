@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
@@ -9,6 +10,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from guichet.intake.models import Channel
+
+if TYPE_CHECKING:
+    from guichet.routing.models import RoutingRecord
 
 
 def new_public_id() -> str:
@@ -102,6 +106,11 @@ class Request(models.Model):
         if self.legal_deadline is None or self.status in {RequestStatus.ANSWERED, RequestStatus.CLOSED, RequestStatus.FORWARDED}:
             return False
         return (today or timezone.localdate()) > self.legal_deadline
+
+    def latest_routing(self) -> RoutingRecord | None:
+        # Iterates the prefetched records, so a queue page costs no query per row.
+        records = list(self.routing_records.all())
+        return records[-1] if records else None
 
     def tracking_url(self) -> str:
         return f"{settings.GUICHET_PUBLIC_URL}/suivi/{self.public_id}"

@@ -127,8 +127,11 @@ def request_reassign(*, actor: User, request: Request, service: Service, reason:
 
 
 @transaction.atomic
-def request_forward(*, actor: User, request: Request, authority: Authority, reason: str) -> Request:
-    """Transmit to the competent authority and tell the sender (CRPA L114-2)."""
+def request_forward(*, actor: User | None, request: Request, authority: Authority, reason: str, record_decision: bool = True) -> Request:
+    """Transmit to the competent authority and tell the sender (CRPA L114-2).
+
+    actor None is the router transmitting on its own, its decision already recorded.
+    """
     request = _locked(request)
     reason = reason.strip()
     if not reason:
@@ -164,8 +167,9 @@ def request_forward(*, actor: User, request: Request, authority: Authority, reas
         message_id=mail.message_id if mail else None,
         outgoing_mail=mail,
     )
-    RoutingRecord.objects.create(request=request, source=RoutingRecord.Source.HUMAN, authority=authority, confidence=1.0, decided_by=actor, reason=reason, applied=True, explanation="Transmission manuelle")
-    audit_log(actor=actor, verb="request.forward", obj=request, before=before, after={"authority": authority.code, "reason": reason})
+    if record_decision:
+        RoutingRecord.objects.create(request=request, source=RoutingRecord.Source.HUMAN, authority=authority, confidence=1.0, decided_by=actor, reason=reason, applied=True, explanation="Transmission manuelle")
+    audit_log(actor=actor or "router", verb="request.forward", obj=request, before=before, after={"authority": authority.code, "reason": reason})
     return request
 
 

@@ -180,3 +180,24 @@ def test_pdf_preview_is_a_picture_never_the_document(client: Client, heating: An
     assert "sandbox" in response["Content-Security-Policy"]
     assert "aperçu" in client.get(f"/agent/demandes/{heating.tracking_number}/").content.decode()
     assert _login(Client(), outsider_oscar).get(url).status_code == 404
+
+
+def test_triage_transmits_an_outside_request_in_one_click(client: Client, directory: Any, triage_tina: Any, settings: Any) -> None:
+    settings.GUICHET_AUTO_FORWARD_MIN_CONFIDENCE = 1.01  # keep it for a human
+    passport = make_request(subject="Passeport", body="Comment renouveler mon passeport et ma carte grise ?")
+    assert passport.service is None and passport.status == RequestStatus.RECEIVED
+    page = _login(client, triage_tina).get("/agent/").content.decode()
+    assert "Transmettre à Services de l" in page
+    client.post(f"/agent/demandes/{passport.tracking_number}/transmettre/", {"authority": "ext:etat", "reason": "Hors compétence de la Région : suggestion du routage confirmée."})
+    passport.refresh_from_db()
+    assert passport.status == RequestStatus.FORWARDED and passport.authority.code == "ext:etat"
+
+
+def test_confident_outside_request_is_transmitted_without_waiting(directory: Any, settings: Any) -> None:
+    settings.GUICHET_AUTO_FORWARD_MIN_CONFIDENCE = 0.5
+    passport = make_request(subject="Passeport", body="Comment renouveler mon passeport et ma carte grise ?")
+    assert passport.status == RequestStatus.FORWARDED and passport.authority.code == "ext:etat"
+    kinds = set(OutgoingMail.objects.filter(request=passport).values_list("kind", flat=True))
+    assert kinds == {OutgoingMail.Kind.FORWARD, OutgoingMail.Kind.NOTICE}  # a notice instead of the Région's AR
+    record = passport.routing_records.get()
+    assert record.applied and record.source == RoutingRecord.Source.AUTOMATIC

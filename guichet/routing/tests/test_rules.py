@@ -42,7 +42,8 @@ def test_clear_requests_are_routed_to_the_competent_service(directory: Any, text
     assert record.applied and record.model_version == "rules-v0" and expected in record.explanation
 
 
-def test_outside_competence_waits_in_triage_with_the_suggestion(directory: Any) -> None:
+def test_outside_competence_below_the_transmission_bar_waits_in_triage(directory: Any, settings: Any) -> None:
+    settings.GUICHET_AUTO_FORWARD_MIN_CONFIDENCE = 1.01
     request = make_request(subject="Passeport", body="Comment renouveler mon passeport et ma carte grise ?")
     assert request.service is None
     record = request.routing_records.get()
