@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import queue
 import random
 import resource
@@ -31,10 +32,12 @@ import signal
 import smtplib
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from email import policy
@@ -52,8 +55,11 @@ if str(ROOT) not in sys.path:
 
 # ---------------------------------------------------------------------------------------------
 # Realistic French mail. Each topic only uses words the keyword router attributes to its own
-# service; the shared filler avoids every keyword of the directory (no "en train de", "retard",
-# "santé", "mairie", "demande d'intervention"...), so each message has one clear destination.
+# service; the shared sentences avoid every keyword of the directory (no "en train de",
+# "retard", "santé", "mairie", "demande d'intervention"...), so each message has one clear
+# destination. Most of a body is a dated log of incidents with its own dates, numbers and
+# names: two citizens writing about the same topic share phrasing, not whole paragraphs, so
+# the campaign detector (near-identical requests) sees individual messages, as in real life.
 # ---------------------------------------------------------------------------------------------
 
 TOPICS: dict[str, dict[str, Any]] = {
@@ -64,22 +70,27 @@ TOPICS: dict[str, dict[str, Any]] = {
             "Réclamation : train supprimé sur la ligne {line}",
             "Abonnement TER et retards quotidiens ({line})",
             "Horaires du TER {line} non respectés",
+            "Encore un TER supprimé entre {line}",
         ],
-        "lines": [
-            "Lyon - Grenoble",
-            "Clermont-Ferrand - Vichy",
-            "Saint-Étienne - Lyon",
-            "Annecy - Chambéry",
-            "Valence - Romans",
-            "Bourg-en-Bresse - Lyon",
+        "intros": [
+            "Je prends chaque matin le TER de {hh} h {mm} en gare de {city} pour rejoindre mon travail. Depuis {since}, ce train arrive régulièrement avec un retard important, quand il n'est pas supprimé sans que l'affichage ne l'annonce.",
+            "Abonné depuis {years} ans sur la ligne {line}, je n'ai jamais connu une telle dégradation : les horaires affichés ne sont plus qu'indicatifs et les suppressions de TER sont devenues hebdomadaires.",
+            "Je me permets de vous écrire au sujet du TER {line}, que j'emprunte matin et soir avec mon abonnement annuel. Les retards s'accumulent depuis {since} et personne ne semble en mesure de nous expliquer pourquoi.",
         ],
-        "paragraphs": [
-            "Je prends chaque matin le TER de 7 h 12 en gare de {city}. Depuis le début du mois, ce train arrive avec un retard de vingt à quarante minutes, quand il n'est pas purement et simplement supprimé sans que l'affichage en gare ne l'annonce.",
-            "Ce matin encore, le TER {line} a accusé un retard de trente-cinq minutes. Aucune annonce n'a été faite sur le quai, et les agents de la SNCF présents n'avaient aucune information à nous donner.",
-            "Je suis titulaire d'un abonnement annuel depuis quatre ans. Je paie plus de cinquante euros par mois pour un service dont la régularité se dégrade sans cesse : les horaires affichés ne sont plus qu'indicatifs.",
-            "Les correspondances ne sont plus assurées : avec le retard du premier train, je manque systématiquement le car de 8 h 05 et j'arrive en retard à mon travail, ce qui m'a déjà valu deux remarques de mon employeur.",
-            "Pouvez-vous m'indiquer si un dédommagement est prévu pour les abonnés, et quelles mesures la Région, autorité organisatrice des TER, compte prendre pour que les horaires soient enfin respectés sur cette ligne ?",
-            "Les rames sont par ailleurs bondées : les voyageurs restent debout pendant tout le trajet, y compris les personnes âgées et les familles avec des poussettes, faute de voitures supplémentaires aux heures de pointe.",
+        "events": [
+            "le {date}, le TER de {hh} h {mm} est arrivé à {city} avec {n} minutes de retard",
+            "le {date}, train de {hh} h {mm} supprimé, annonce faite {k} minutes avant le départ prévu",
+            "le {date}, arrêt de {n} minutes en pleine voie après {town}, sans aucune explication à bord",
+            "le {date}, seulement {k} voitures au lieu de {k2} : une bonne partie des voyageurs est restée debout jusqu'à {city}",
+            "le {date}, correspondance manquée à {town} ; arrivée au bureau à {hh} h {mm} au lieu de {hh2} h",
+            "le {date}, retard de {n} minutes annoncé en gare de {town}, finalement {n2} minutes à l'arrivée",
+            "le {date}, départ de {town} à {hh} h {mm} pour un horaire prévu à {hh2} h {mm2}",
+            "le {date}, aucun contrôleur à bord et portes bloquées {k} minutes à {town}",
+        ],
+        "asks": [
+            "Pouvez-vous m'indiquer si un dédommagement est prévu pour les abonnés, et quelles mesures la Région compte prendre pour que les horaires du TER soient enfin respectés ?",
+            "Je souhaite savoir quelles suites la Région, autorité organisatrice des TER, entend donner à ces retards, et si la gratuité d'un mois d'abonnement peut être envisagée.",
+            "Je vous demande de bien vouloir transmettre ce relevé à la SNCF et de me faire savoir ce qui sera fait pour la régularité de cette ligne.",
         ],
     },
     "lycees": {
@@ -87,39 +98,54 @@ TOPICS: dict[str, dict[str, Any]] = {
             "Chauffage en panne au lycée {school}",
             "Lycée {school} : les élèves ont froid",
             "Radiateurs froids dans les salles du lycée {school}",
-            "Problème de chauffage - lycée {school}",
+            "Problème de chauffage - lycée {school} de {city}",
         ],
-        "schools": [
-            "Ampère",
-            "Jean Monnet",
-            "Blaise Pascal",
-            "Vaugelas",
-            "du Parc",
-            "Marie Curie",
-            "Lumière",
+        "intros": [
+            "Mon enfant est élève de {grade} au lycée {school} à {city}. Depuis {since}, le chauffage fonctionne très mal dans plusieurs bâtiments et les radiateurs restent froids une bonne partie de la journée.",
+            "En tant que représentant des parents d'élèves du lycée {school} de {city}, je vous écris au sujet du chauffage, défaillant depuis {since}, malgré plusieurs signalements au proviseur.",
+            "Je vous alerte sur la situation du lycée {school} à {city} : les lycéens suivent les cours en manteau depuis {since}, faute de chauffage dans les salles.",
         ],
-        "paragraphs": [
-            "Mon fils est élève de première au lycée {school} à {city}. Depuis la rentrée des vacances, le chauffage ne fonctionne plus dans le bâtiment B : les radiateurs restent froids et la température ne dépasse pas douze degrés le matin.",
-            "Les lycéens suivent les cours en manteau, avec bonnet et gants. Plusieurs professeurs ont signalé la situation au proviseur, qui nous a indiqué que la réparation du chauffage relève de la Région, propriétaire des bâtiments du lycée.",
-            "À l'internat, la situation est encore plus difficile : les chambres ne sont pas chauffées la nuit et les élèves internes dorment habillés. Certains parents envisagent de reprendre leurs enfants chaque soir.",
-            "Nous avons appris qu'une chaudière de remplacement avait été commandée, mais aucune date d'installation ne nous a été communiquée. Pouvez-vous nous indiquer quand le chauffage du lycée sera rétabli ?",
-            "Je souhaite également savoir si des radiateurs d'appoint peuvent être installés provisoirement dans les salles les plus froides, au moins pour les classes qui passent des épreuves écrites dans les prochaines semaines.",
+        "events": [
+            "le {date} à {hh} h {mm}, {t} °C relevés en salle {room}",
+            "le {date}, chauffage coupé dans le bâtiment {bat} de {hh} h à {hh2} h",
+            "le {date}, {n} élèves de {grade} renvoyés en étude, la salle {room} étant à {t} °C",
+            "le {date}, radiateurs froids au {floor} étage du bâtiment {bat}, {t} °C à l'ouverture",
+            "le {date}, l'internat n'était pas chauffé : {t} °C dans la chambre de mon enfant à {hh} h",
+            "le {date}, intervention d'un technicien annoncée pour {hh} h {mm}, personne n'est venu",
+            "le {date}, devoir surveillé de {k} heures passé en manteau en salle {room} ({t} °C)",
+        ],
+        "asks": [
+            "Pouvez-vous nous indiquer quand le chauffage du lycée sera rétabli, et si des radiateurs d'appoint peuvent être installés provisoirement dans les salles les plus froides ?",
+            "La Région étant propriétaire des bâtiments du lycée, je vous demande de faire réparer le chauffage dans les meilleurs délais et de nous tenir informés du calendrier.",
+            "Je souhaite savoir quelles mesures sont prévues pour le chauffage du lycée avant les épreuves écrites des prochaines semaines.",
         ],
     },
     "jeunesse": {
         "subjects": [
             "Pass'Région non reçu",
             "Carte Pass'Région perdue : que faire ?",
-            "Question sur le Pass'Région de ma fille",
+            "Question sur le Pass'Région de mon enfant",
             "Pass Région : avantages non crédités",
-            "Commande du Pass'Région bloquée",
+            "Commande du Pass'Région bloquée depuis {since}",
         ],
-        "paragraphs": [
-            "J'ai fait la demande du Pass'Région pour ma fille, âgée de seize ans, au mois de septembre. Le dossier apparaît comme validé sur le site, mais nous n'avons toujours pas reçu la carte Pass'Région par courrier.",
-            "Sans la carte, ma fille ne peut pas bénéficier des avantages prévus : les places de cinéma, la licence pour son activité du mercredi et surtout les manuels scolaires, que nous avons dû avancer de notre poche.",
-            "La carte Pass'Région de mon fils a été perdue lors d'un déménagement. Je voudrais savoir comment la faire bloquer, et s'il est possible d'obtenir une nouvelle carte avec le solde restant sur l'ancienne.",
-            "Le solde du Pass'Région affiché dans l'espace personnel ne correspond pas aux avantages annoncés : la somme prévue pour les manuels scolaires n'a pas été créditée, alors que la commande a bien été passée.",
-            "J'ai essayé à plusieurs reprises de joindre le service par téléphone, sans succès. Pourriez-vous me dire où en est la commande du Pass'Région et dans quel délai nous pouvons espérer recevoir la carte ?",
+        "intros": [
+            "J'ai commandé le Pass'Région pour mon enfant, âgé de {age} ans, {since}. Le dossier apparaît comme validé dans l'espace personnel, mais la carte Pass'Région n'est jamais arrivée.",
+            "La carte Pass'Région de mon enfant a été perdue {since}. Je voudrais la faire bloquer et obtenir une nouvelle carte avec le solde restant sur l'ancienne.",
+            "Le solde du Pass'Région affiché dans l'espace personnel de mon enfant ne correspond pas aux avantages annoncés, en particulier pour les manuels scolaires.",
+        ],
+        "events": [
+            "le {date}, commande du Pass'Région validée, numéro de dossier {ref}",
+            "le {date}, appel au service Pass'Région : {n} minutes d'attente, puis coupure",
+            "le {date}, message envoyé depuis l'espace personnel (référence {ref}), sans réponse",
+            "le {date}, achat des manuels scolaires pour {amount} €, avancés faute de carte",
+            "le {date}, solde affiché de {amount} € au lieu des {amount2} € annoncés",
+            "le {date}, nouvelle relance par téléphone à {hh} h {mm}, {n} minutes d'attente",
+            "le {date}, la carte Pass'Région a été refusée en caisse pour un montant de {amount} €",
+        ],
+        "asks": [
+            "Pourriez-vous me dire où en est la commande du Pass'Région et dans quel délai nous pouvons espérer recevoir la carte ?",
+            "Je vous remercie de faire bloquer la carte Pass'Région perdue et de m'indiquer la marche à suivre pour en obtenir une nouvelle.",
+            "Je souhaite que les avantages du Pass'Région, notamment pour les manuels scolaires, soient crédités comme prévu.",
         ],
     },
     "europe": {
@@ -129,29 +155,58 @@ TOPICS: dict[str, dict[str, Any]] = {
             "Fonds européens : où en est notre dossier {ref} ?",
             "Paiement FEDER non versé - dossier {ref}",
         ],
-        "paragraphs": [
-            "Notre association porte un projet de rénovation énergétique d'un tiers-lieu, cofinancé par le FEDER dans le cadre du programme opérationnel régional. La convention d'attribution de la subvention FEDER a été signée il y a dix-huit mois.",
-            "Nous avons transmis la demande de versement du solde, accompagnée de l'ensemble des pièces justificatives, à l'autorité de gestion au mois de mars. Depuis, nous n'avons reçu qu'un accusé de réception automatique.",
-            "Ce paiement FEDER conditionne notre trésorerie : nous avons avancé la totalité des dépenses et notre banque nous demande désormais des garanties que nous ne pouvons pas fournir sans ce versement des fonds européens.",
-            "Pourriez-vous nous indiquer à quelle étape de l'instruction se trouve notre dossier FEDER, si des pièces complémentaires sont attendues, et dans quel délai le versement de la subvention européenne peut être envisagé ?",
-            "Nous souhaitons par ailleurs déposer un second projet au titre du programme FEDER et aimerions savoir si un appel à projets est prévu cette année, ainsi que les critères d'éligibilité retenus par l'autorité de gestion.",
+        "intros": [
+            "Notre association porte un projet cofinancé par le FEDER dans le cadre du programme opérationnel régional (dossier {ref}). La convention d'attribution de la subvention FEDER a été signée {since}.",
+            "Je vous écris au nom de notre structure, bénéficiaire d'une subvention FEDER de {amount} € (dossier {ref}), dont le solde n'a toujours pas été versé.",
+            "Nous avons transmis à l'autorité de gestion la demande de versement du solde de notre dossier FEDER {ref}, avec l'ensemble des pièces justificatives, {since}.",
+        ],
+        "events": [
+            "le {date}, envoi de l'état récapitulatif des dépenses ({amount} €)",
+            "le {date}, dépôt de la pièce justificative n° {n} ({doc})",
+            "le {date}, relance par courriel auprès du service instructeur du FEDER, sans réponse",
+            "le {date}, échange téléphonique avec {person}, qui annonce un versement sous {k} semaines",
+            "le {date}, demande de pièce complémentaire ({doc}), transmise le lendemain",
+            "le {date}, acompte de {amount} € reçu sur les {amount2} € attendus",
+            "le {date}, courrier recommandé n° {ref} adressé à l'autorité de gestion des fonds européens",
+        ],
+        "asks": [
+            "Pourriez-vous nous indiquer à quelle étape de l'instruction se trouve notre dossier FEDER, et dans quel délai le versement du solde peut être envisagé ?",
+            "Ce paiement FEDER conditionne notre trésorerie : nous vous remercions de nous dire si des pièces manquent encore et quand les fonds européens seront versés.",
+            "Nous souhaitons connaître le calendrier de versement de la subvention FEDER et le nom de la personne qui suit le dossier à l'autorité de gestion.",
         ],
     },
 }
 
-FILLER = [
-    "Je me permets de vous écrire après plusieurs tentatives restées sans réponse, par téléphone comme par le formulaire du site. Je ne doute pas que vos services soient très sollicités, mais la situation dure maintenant depuis plusieurs semaines.",
-    "Pour que vous puissiez retrouver facilement ma situation, je vous indique mes coordonnées complètes en fin de message. Je reste joignable en semaine après dix-huit heures, et le samedi matin.",
-    "Je vous serais reconnaissant de bien vouloir accuser réception de ce message et de me préciser le nom de la personne qui suit mon dossier, afin que je puisse vous recontacter si nécessaire.",
-    "Je précise que j'ai déjà pris contact avec plusieurs interlocuteurs, qui m'ont chacun renvoyé vers un autre service. Je m'adresse donc à vous dans l'espoir d'obtenir enfin une réponse claire et définitive.",
-    "Je comprends parfaitement que les moyens soient limités, et je ne cherche pas à mettre en cause les agents, qui font ce qu'ils peuvent. Mais il me semble légitime d'être informé des suites données à ma démarche.",
-    "Vous trouverez ci-dessous le détail chronologique des faits, tel que j'ai pu le reconstituer à partir de mes notes et des échanges que j'ai conservés. N'hésitez pas à me demander tout document utile.",
-    "Cette situation a des conséquences concrètes sur notre organisation familiale : il nous faut réorganiser les journées, solliciter les grands-parents et parfois poser des jours de congé pour faire face.",
-    "Je vous remercie par avance de l'attention que vous porterez à ma demande, et je vous prie de croire que je reste ouvert à toute solution raisonnable qui permettrait de régler ce problème rapidement.",
-    "Je me tiens naturellement à votre disposition pour tout renseignement complémentaire, et je peux me déplacer si un rendez-vous au guichet vous semble plus simple pour examiner ma situation.",
-    "Je souhaiterais enfin savoir dans quel délai une réponse peut raisonnablement être attendue, et quelles sont les voies de recours possibles si cette réponse ne devait pas me satisfaire.",
-    "J'ai bien noté les informations publiées sur votre site, mais elles ne correspondent pas à ma situation particulière, ce qui explique que je prenne la liberté de vous écrire directement.",
-    "Je joins à ce message les éléments dont je dispose ; je peux vous transmettre des copies plus lisibles si celles-ci ne vous conviennent pas.",
+# Neutral sentences (no directory keyword), a few of which end up in every message.
+COMMON = [
+    "Je me permets de vous écrire après plusieurs tentatives restées sans réponse.",
+    "Je reste joignable en semaine après {hh} heures, et le samedi matin.",
+    "Je vous serais reconnaissant de bien vouloir accuser réception de ce message.",
+    "J'ai déjà pris contact avec plusieurs interlocuteurs, qui m'ont chacun renvoyé vers un autre service.",
+    "Je ne cherche pas à mettre en cause les agents, qui font ce qu'ils peuvent.",
+    "Cette situation a des conséquences concrètes sur notre organisation familiale.",
+    "Je peux vous transmettre tout document utile si vous en avez besoin.",
+    "Je souhaiterais savoir dans quel délai une réponse peut raisonnablement être attendue.",
+    "Les informations publiées sur votre site ne correspondent pas à ma situation.",
+    "Je me tiens à votre disposition pour tout renseignement complémentaire.",
+]
+LOG_INTROS = [
+    "Voici le relevé que je tiens depuis {since} :",
+    "Pour que vous puissiez vérifier, voici les faits notés au jour le jour :",
+    "Je vous détaille ci-dessous ce que j'ai constaté :",
+    "Relevé des incidents (heures notées sur le moment) :",
+]
+CLOSINGS = [
+    "Veuillez agréer, Madame, Monsieur, l'expression de mes salutations distinguées.",
+    "Je vous prie d'agréer, Madame, Monsieur, mes salutations respectueuses.",
+    "Dans l'attente de votre réponse, je vous adresse mes sincères salutations.",
+    "Bien cordialement,",
+]
+GREETINGS = [
+    "Madame, Monsieur,",
+    "Bonjour,",
+    "Madame la Présidente, Monsieur le Président,",
+    "Madame, Monsieur, bonjour,",
 ]
 
 FIRST_NAMES = [
@@ -175,6 +230,16 @@ FIRST_NAMES = [
     "Pierre",
     "Émilie",
     "Yanis",
+    "Sandrine",
+    "Bruno",
+    "Fatima",
+    "Loïc",
+    "Agnès",
+    "Rachid",
+    "Manon",
+    "Olivier",
+    "Laure",
+    "Damien",
 ]
 LAST_NAMES = [
     "Dupont",
@@ -197,6 +262,16 @@ LAST_NAMES = [
     "Nguyen",
     "Robin",
     "Masson",
+    "Bonnet",
+    "Dumas",
+    "Lambert",
+    "Rousseau",
+    "Vincent",
+    "Muller",
+    "Fontaine",
+    "Brun",
+    "Colin",
+    "Arnaud",
 ]
 DOMAINS = ["orange.fr", "free.fr", "laposte.net", "gmail.com", "sfr.fr", "wanadoo.fr", "exemple.fr"]
 CITIES = [
@@ -210,7 +285,78 @@ CITIES = [
     "Bourg-en-Bresse",
     "Vichy",
     "Roanne",
+    "Aurillac",
+    "Le Puy-en-Velay",
+    "Montluçon",
+    "Villefranche-sur-Saône",
 ]
+TOWNS = [
+    "Ambérieu",
+    "Voiron",
+    "Rives",
+    "Moirans",
+    "Vienne",
+    "Givors",
+    "Brioude",
+    "Issoire",
+    "Riom",
+    "Aix-les-Bains",
+    "Culoz",
+    "Firminy",
+    "Saint-Chamond",
+    "Tarare",
+    "Montbrison",
+    "Thiers",
+    "Pontcharra",
+    "Grésy",
+]
+LINES = [
+    "Lyon - Grenoble",
+    "Clermont-Ferrand - Vichy",
+    "Saint-Étienne - Lyon",
+    "Annecy - Chambéry",
+    "Valence - Romans",
+    "Bourg-en-Bresse - Lyon",
+    "Clermont-Ferrand - Aurillac",
+    "Lyon - Roanne",
+]
+SCHOOLS = [
+    "Ampère",
+    "Jean Monnet",
+    "Blaise Pascal",
+    "Vaugelas",
+    "du Parc",
+    "Marie Curie",
+    "Lumière",
+    "Simone Weil",
+    "Camille Claudel",
+    "Jean Zay",
+]
+GRADES = ["seconde", "première", "terminale", "CAP", "BTS"]
+DOCS = [
+    "relevé de dépenses",
+    "attestation de fin d'opération",
+    "rapport d'exécution",
+    "attestation de cofinancement",
+    "tableau des dépenses de personnel",
+    "photographies de l'opération",
+    "attestation de publicité",
+]
+MONTHS = [
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+]
+WEEKDAYS = ["lundi", "mardi", "mercredi", "jeudi", "vendredi"]
 STREETS = [
     "rue Victor Hugo",
     "avenue Jean Jaurès",
@@ -218,6 +364,8 @@ STREETS = [
     "rue de la République",
     "chemin des Vignes",
     "boulevard Gambetta",
+    "allée des Tilleuls",
+    "impasse du Moulin",
 ]
 ATTACHMENT_NAMES = {
     "transports": "justificatif_abonnement.pdf",
@@ -238,10 +386,9 @@ class Outgoing:
     has_attachment: bool
 
 
-def _strip_accents_ascii(value: str) -> str:
-    import unicodedata
-
-    return unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()
+def _ascii_slug(value: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", value)
+    return "".join(ch for ch in decomposed if ch.isascii() and ch.isalnum()).lower()
 
 
 def _pdf_like(rng: random.Random, size: int) -> bytes:
@@ -251,45 +398,91 @@ def _pdf_like(rng: random.Random, size: int) -> bytes:
     return head + rng.randbytes(size - len(head) - len(tail)) + tail
 
 
+class _Slots(dict[str, str]):
+    """Template values drawn afresh at each use, so two sentences rarely share their details."""
+
+    def __init__(self, rng: random.Random, fixed: dict[str, str]) -> None:
+        super().__init__(fixed)
+        self.rng = rng
+
+    def __missing__(self, key: str) -> str:
+        rng = self.rng
+        draw = {
+            "date": lambda: f"{rng.choice(WEEKDAYS)} {rng.randrange(1, 29)} {rng.choice(MONTHS)}",
+            "hh": lambda: str(rng.randrange(6, 19)),
+            "hh2": lambda: str(rng.randrange(6, 19)),
+            "mm": lambda: f"{rng.randrange(60):02d}",
+            "mm2": lambda: f"{rng.randrange(60):02d}",
+            "n": lambda: str(rng.randrange(5, 95)),
+            "n2": lambda: str(rng.randrange(5, 95)),
+            "k": lambda: str(rng.randrange(2, 9)),
+            "k2": lambda: str(rng.randrange(4, 12)),
+            "t": lambda: f"{rng.randrange(90, 170) / 10:.1f}".replace(".", ","),
+            "room": lambda: f"{rng.choice('ABCDEF')}{rng.randrange(1, 4)}{rng.randrange(1, 30):02d}",
+            "bat": lambda: rng.choice("ABCDEFGH"),
+            "floor": lambda: rng.choice(["premier", "deuxième", "troisième"]),
+            "grade": lambda: rng.choice(GRADES),
+            "town": lambda: rng.choice(TOWNS),
+            "amount": lambda: f"{rng.randrange(40, 90000):,}".replace(",", " "),
+            "amount2": lambda: f"{rng.randrange(40, 90000):,}".replace(",", " "),
+            "ref": lambda: f"{rng.choice(['AURA', 'PR', 'RA', 'DOS'])}-{rng.randrange(10**6):06d}",
+            "doc": lambda: rng.choice(DOCS),
+            "person": lambda: f"{rng.choice(['Mme', 'M.'])} {rng.choice(LAST_NAMES)}",
+        }
+        return draw[key]()
+
+
 def build_message(index: int, *, recipient: str, seed: int = 42) -> Outgoing:
     """The index-th message of the run, deterministic for a given seed."""
     rng = random.Random(seed * 1_000_003 + index)
     topic = list(TOPICS)[index % len(TOPICS)]
     spec = TOPICS[topic]
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-    # About one sender in two writes twice: the requester is then reused, as in real life.
-    sender = f"{_strip_accents_ascii(first)}.{_strip_accents_ascii(last).replace(' ', '')}{rng.randrange(max(index // 2, 1) + 1)}@{rng.choice(DOMAINS)}"
-    city = rng.choice(CITIES)
-    fields = {
-        "city": city,
-        "line": rng.choice(spec.get("lines", [""])),
-        "school": rng.choice(spec.get("schools", [""])),
-        "ref": f"AURA{rng.randrange(10**6):06d}",
-    }
-    subject = rng.choice(spec["subjects"]).format(**fields)
-    topical = rng.sample(spec["paragraphs"], k=min(3, len(spec["paragraphs"])))
-    paragraphs = [topical[0].format(**fields)]
-    filler = rng.sample(FILLER, k=len(FILLER))
-    extra = [p.format(**fields) for p in topical[1:]]
-    # Interleave the topic's paragraphs with neutral ones up to ~5 KB of text.
-    while sum(len(p) + 2 for p in paragraphs) < BODY_TARGET_CHARS - 400 and (filler or extra):
-        if extra and (not filler or rng.random() < 0.4):
-            paragraphs.append(extra.pop())
-        else:
-            paragraphs.append(filler.pop())
-    while sum(len(p) + 2 for p in paragraphs) < BODY_TARGET_CHARS - 400:
-        paragraphs.append(rng.choice(FILLER))
-    signature = (
-        f"{first} {last}\n{rng.randrange(1, 120)} {rng.choice(STREETS)}\n"
-        f"{rng.randrange(1, 10)}{rng.randrange(1000, 9999):04d} {city}\n"
-        f"06 {rng.randrange(10, 99)} {rng.randrange(10, 99)} {rng.randrange(10, 99)} {rng.randrange(10, 99)}"
+    sender = (
+        f"{_ascii_slug(first)}.{_ascii_slug(last)}{rng.randrange(100, 10000)}@{rng.choice(DOMAINS)}"
     )
-    body = (
-        "Madame, Monsieur,\n\n"
-        + "\n\n".join(paragraphs)
-        + "\n\nVeuillez agréer, Madame, Monsieur, l'expression de mes salutations distinguées.\n\n"
-        + signature
-        + "\n"
+    city = rng.choice(CITIES)
+    slots = _Slots(
+        rng,
+        {
+            "city": city,
+            "line": rng.choice(LINES),
+            "school": rng.choice(SCHOOLS),
+            "since": rng.choice(
+                [
+                    "le début du mois",
+                    "la rentrée",
+                    "les vacances",
+                    f"le {rng.randrange(1, 29)} {rng.choice(MONTHS)}",
+                    "plusieurs semaines",
+                    "trois mois",
+                ]
+            ),
+            "years": str(rng.randrange(2, 15)),
+            "age": str(rng.randrange(15, 19)),
+        },
+    )
+    subject = rng.choice(spec["subjects"]).format_map(slots)
+    common = rng.sample(COMMON, k=3)
+    log: list[str] = []
+    length = 1200  # greeting, intro, request, closing and signature
+    while length < BODY_TARGET_CHARS:
+        line = "- " + rng.choice(spec["events"]).format_map(slots) + "."
+        log.append(line)
+        length += len(line) + 1
+    body = "\n\n".join(
+        [
+            rng.choice(GREETINGS),
+            rng.choice(spec["intros"]).format_map(slots) + " " + common[0].format_map(slots),
+            rng.choice(LOG_INTROS).format_map(slots) + "\n" + "\n".join(log),
+            rng.choice(spec["asks"]).format_map(slots)
+            + " "
+            + " ".join(s.format_map(slots) for s in common[1:]),
+            rng.choice(CLOSINGS),
+            f"{first} {last}\n{rng.randrange(1, 120)} {rng.choice(STREETS)}\n"
+            f"{rng.choice(['01', '03', '07', '15', '26', '38', '42', '43', '63', '69', '73', '74'])}{rng.randrange(0, 999):03d} {city}\n"
+            f"06 {rng.randrange(10, 99)} {rng.randrange(10, 99)} {rng.randrange(10, 99)} {rng.randrange(10, 99)}",
+        ]
     )
 
     msg = EmailMessage(policy=policy.SMTP)
@@ -298,7 +491,7 @@ def build_message(index: int, *, recipient: str, seed: int = 42) -> Outgoing:
     msg["Subject"] = subject
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = make_msgid(idstring=f"bench{index}", domain=sender.rpartition("@")[2])
-    msg.set_content(body)
+    msg.set_content(body + "\n")
     has_attachment = index % 10 == 9
     if has_attachment:
         msg.add_attachment(
@@ -586,14 +779,40 @@ def setup_django(scratch: Scratch) -> None:
     django.setup()
 
 
+def code_version() -> str:
+    """The commit measured (the tree changes quickly), with "+dirty" for local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}+dirty" if dirty else head
+
+
 def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> int:
     from django.conf import settings
     from django.core.management import call_command
 
     say = print
+    commit = code_version()
     say(
         f"Guichet intake benchmark: {args.messages} messages, {args.concurrency} SMTP clients, {scratch.database}"
     )
+    say(f"  code: {commit}, Python {platform.python_version()}, {os.cpu_count()} CPUs")
     t0 = time.perf_counter()
     call_command("migrate", verbosity=0, interactive=False)
     say(f"  migrate: {time.perf_counter() - t0:.1f} s")
@@ -685,6 +904,11 @@ def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> in
     say(
         f"  submissions processed: {processed}   requests: {requests}   routed: {routed} {by_service}"
     )
+    if hasattr(Request, "campaign"):
+        # Near-identical requests are grouped; the generated mail is meant to be individual.
+        say(
+            f"  requests grouped in a campaign: {Request.objects.filter(campaign__isnull=False).count()}"
+        )
     say(
         f"  acknowledgements queued in the outbox: {acks_total} (sent to memory: {acks_sent}, locmem outbox: {len(getattr(mail, 'outbox', []))})"
     )
@@ -729,6 +953,7 @@ def run(args: argparse.Namespace, scratch: Scratch, stop: threading.Event) -> in
                     "process_messages_per_s": round(process_rate, 1),
                     "routed": routed,
                     "errors": len(intake.errors),
+                    "commit": commit,
                     "intake_cpu_ms_per_msg": round(
                         intake.cpu_seconds / max(intake.accepted, 1) * 1000, 2
                     ),

@@ -16,7 +16,8 @@ from guichet.routing.rules import normalize
 MIN_WORDS = 25
 MIN_SIMILARITY = 0.7
 WINDOW = dt.timedelta(days=60)
-SEEDS = (b"g0", b"g1", b"g2", b"g3")
+SIGNATURE_SIZE = 32
+SEEDS = tuple(f"g{i}".encode() for i in range(SIGNATURE_SIZE))
 
 
 def shingles(text: str) -> frozenset[str]:
@@ -39,26 +40,34 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
+def estimated_similarity(a: list[int] | tuple[int, ...], b: list[int] | tuple[int, ...]) -> float:
+    """The share of equal MinHash values estimates the Jaccard similarity of the two texts."""
+    if len(a) != len(b) or not a:
+        return 0.0
+    return sum(1 for x, y in zip(a, b, strict=True) if x == y) / len(a)
+
+
 def campaign_attach(*, request: Request) -> Campaign | None:
     """Fingerprint the request and group it with a recent near-identical one, if any."""
     grams = shingles(request.body_text)
     if not grams:
         return None
     values = minhashes(grams)
-    request.minhash0, request.minhash1, request.minhash2, request.minhash3 = values
-    fields = ["minhash0", "minhash1", "minhash2", "minhash3"]
+    request.minhash0, request.minhash1, request.minhash2, request.minhash3 = values[:4]
+    request.minhash_signature = list(values)
+    fields = ["minhash0", "minhash1", "minhash2", "minhash3", "minhash_signature"]
     candidates = (
         Request.objects.filter(Q(minhash0=values[0]) | Q(minhash1=values[1]) | Q(minhash2=values[2]) | Q(minhash3=values[3]))
-        .filter(received_at__gte=request.received_at - WINDOW)
+        .filter(received_at__gte=request.received_at - WINDOW, minhash_signature__isnull=False)
         .exclude(pk=request.pk)
-        .select_related("campaign")
-        .order_by("received_at")[:50]
+        .only("pk", "tracking_number", "subject", "campaign", "minhash_signature")
+        .order_by("received_at")[:200]
     )
-    twin = next((c for c in candidates if similarity(grams, shingles(c.body_text)) >= MIN_SIMILARITY), None)
+    twin = next((c for c in candidates if estimated_similarity(values, c.minhash_signature or []) >= MIN_SIMILARITY), None)
     if twin is not None:
         campaign = twin.campaign
         if campaign is None:
-            campaign = Campaign.objects.create(title=(twin.subject or twin.body_text[:80] or "Campagne")[:500], created_at=timezone.now())
+            campaign = Campaign.objects.create(title=(twin.subject or request.subject or "Campagne")[:500], created_at=timezone.now())
             twin.campaign = campaign
             twin.save(update_fields=["campaign"])
         request.campaign = campaign

@@ -89,6 +89,8 @@ class Request(models.Model):
     minhash1 = models.BigIntegerField(null=True, blank=True, db_index=True)
     minhash2 = models.BigIntegerField(null=True, blank=True, db_index=True)
     minhash3 = models.BigIntegerField(null=True, blank=True, db_index=True)
+    # The full MinHash signature: similarity is estimated from it, without re-reading texts.
+    minhash_signature = models.JSONField(null=True, blank=True)
     legal_deadline = models.DateField(null=True, blank=True)
     silence_means = models.CharField(max_length=12, default="rejection")
     answered_at = models.DateTimeField(null=True, blank=True)

@@ -6,6 +6,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 def normalize(text: str) -> str:
@@ -13,6 +14,12 @@ def normalize(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text.lower())
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return " " + re.sub(r"[^a-z0-9]+", " ", stripped.replace("œ", "oe").replace("æ", "ae")).strip() + " "
+
+
+@lru_cache(maxsize=8192)
+def _needle(keyword: str) -> str:
+    # Keywords change only when an admin edits the directory; normalise each one once.
+    return f" {normalize(keyword).strip()} "
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,7 @@ def score_text(text: str, rule_sets: Iterable[RuleSet]) -> list[RuleScore]:
     haystack = normalize(text)
     scores: list[RuleScore] = []
     for rule_set in rule_sets:
-        matched = tuple(kw for kw in rule_set.keywords if f" {normalize(kw).strip()} " in haystack)
+        matched = tuple(kw for kw in rule_set.keywords if _needle(kw) in haystack)
         if matched:
             score = sum(1.0 + 0.5 * (len(kw.split()) - 1) for kw in matched)
             scores.append(RuleScore(code=rule_set.code, score=score, matched=matched))
