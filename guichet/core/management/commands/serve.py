@@ -40,6 +40,9 @@ class Command(BaseCommand):
         try:
             # uvicorn owns SIGINT/SIGTERM in the main thread; when it returns, stop the others.
             server.run()
+        except KeyboardInterrupt:
+            # uvicorn re-raises the signal it handled once it has shut down: that is our Ctrl-C.
+            pass
         finally:
             imap_stop.set()
             worker.stop()

@@ -16,4 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=1, help="Web processes.")
 
     def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
-        uvicorn.run("guichet.asgi:application", host=host, port=port, workers=workers, lifespan="off", proxy_headers=True)
+        try:
+            uvicorn.run("guichet.asgi:application", host=host, port=port, workers=workers, lifespan="off", proxy_headers=True)
+        except KeyboardInterrupt:
+            # uvicorn re-raises the signal it handled after a clean shutdown.
+            pass
