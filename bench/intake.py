@@ -44,7 +44,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from tqdm import tqdm
@@ -584,7 +584,7 @@ def _client(
     host: str,
     port: int,
     recipient: str,
-    jobs: queue.SimpleQueue[Outgoing],
+    jobs: Jobs,
     barrier: threading.Barrier,
     stop: threading.Event,
     result: IntakeResult,
@@ -629,24 +629,40 @@ def _client(
             finished.append(last)
 
 
+class Jobs(Protocol):
+    """What the clients take messages from: a queue, or a feed that builds them on demand."""
+
+    def get_nowait(self) -> Outgoing: ...  # raises queue.Empty when there is none left
+
+
+class JobFeed(Jobs, Protocol):
+    def __len__(self) -> int: ...
+
+
 def phase_intake(
-    messages: list[Outgoing],
+    messages: list[Outgoing] | JobFeed,
     *,
     host: str,
     port: int,
     recipient: str,
     concurrency: int,
     stop: threading.Event,
+    desc: str = "intake (SMTP)",
 ) -> IntakeResult:
-    jobs: queue.SimpleQueue[Outgoing] = queue.SimpleQueue()
-    for message in messages:
-        jobs.put(message)
+    """C clients send `messages` (a list, or a feed for runs too long to hold in memory)."""
+    jobs: Jobs
+    if isinstance(messages, list):
+        jobs = queue.SimpleQueue()
+        for message in messages:
+            jobs.put(message)
+    else:
+        jobs = messages
     result = IntakeResult()
     finished: list[float] = []
     lock = threading.Lock()
     barrier = threading.Barrier(concurrency + 1)
     with tqdm(
-        total=len(messages), desc="intake (SMTP)", unit="msg", file=sys.stderr, dynamic_ncols=True
+        total=len(messages), desc=desc, unit="msg", file=sys.stderr, dynamic_ncols=True
     ) as bar:
         threads = [
             threading.Thread(

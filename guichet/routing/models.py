@@ -35,3 +35,60 @@ class RoutingRecord(models.Model):
     def target_code(self) -> str | None:
         target = self.service or self.authority
         return target.code if target else None
+
+
+class RouterModel(models.Model):
+    """One trained version of the routing classifier; exactly one is active at a time."""
+
+    version = models.CharField(max_length=60, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    is_active = models.BooleanField(default=False)
+    # A zlib-compressed pickle of guichet.routing.classifier.RouterClassifier (a few MB),
+    # kept in the database so every web and worker process sees the same promoted model.
+    payload = models.BinaryField()
+    metrics = models.JSONField(default=dict, blank=True)
+    trained_on = models.PositiveIntegerField(
+        default=0, help_text="Nombre d'exemples d'entraînement."
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "modèle d'orientation"
+        verbose_name_plural = "modèles d'orientation"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"],
+                condition=models.Q(is_active=True),
+                name="routing_one_active_model",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version}{' (actif)' if self.is_active else ''}"
+
+
+class LabelledExample(models.Model):
+    """A message with the code it should have been routed to, for training the router."""
+
+    class Source(models.TextChoices):
+        SEED = "seed", "Corpus livré"
+        IMPORT = "import", "Import"
+        CORRECTION = "correction", "Correction d'un agent"
+
+    subject = models.CharField(max_length=500, blank=True)
+    body = models.TextField(blank=True)
+    code = models.CharField(max_length=60)
+    source = models.CharField(max_length=12, choices=Source.choices)
+    request = models.ForeignKey(
+        "casework.Request", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = "exemple étiqueté"
+        verbose_name_plural = "exemples étiquetés"
+        indexes = [models.Index(fields=["source", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.subject[:60]}"

@@ -31,12 +31,30 @@ _URL_RE = re.compile(r"https?://\S+|www\.\S+", re.I)
 _EMAIL_RE = re.compile(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b")
 _PHONE_RE = re.compile(r"(?:\+33\s?|0)[1-9](?:[\s.-]?\d{2}){4}\b")
 _WORD_RE = re.compile(r"[^\W\d_]+", re.UNICODE)
+# Salutations and closings are in every message of every service: they only cost the
+# sentence encoder tokens (its time grows with them) and dilute what is asked.
+_GREETING_RE = re.compile(
+    r"^\s*((bonjour|bonsoir|salut|slt|bjr|hello|hi|hey|good (morning|afternoon|evening)|dear|madame|monsieur|"
+    r"mesdames|messieurs|cher|ch[eè]re|chers)\b[^\n.!?]{0,70}?[,!.:\n]|(bonjour|bonsoir|salut|slt|bjr|hello|hi)\b[ ,!]*)",
+    re.I,
+)
+_CLOSING_RE = re.compile(
+    r"^\s*(cordialement|bien cordialement|bien [àa] vous|salutations|sinc[eè]res salutations|"
+    r"veuillez agr[ée]er|je vous prie d.agr[ée]er|dans l.attente de votre r[ée]ponse|merci d.avance|"
+    r"en vous remerciant|(best |kind |warm )?regards|sincerely|yours (faithfully|sincerely)|many thanks|thanks in advance)\b",
+    re.I,
+)
 
 # Legal footers and environmental notices are the same in every mail of a sender's
 # organisation, so they only teach the model who wrote, never what is asked.
 _DISCLAIMER_RES = (
-    re.compile(r"^\s*(ce (message|courriel|mail|e-mail)|cet e-?mail|les informations contenues)\b.*\b(confidenti|destinataire)", re.I),
-    re.compile(r"^\s*(this (e-?mail|message)|the information contained)\b.*\b(confidential|intended)", re.I),
+    re.compile(
+        r"^\s*(ce (message|courriel|mail|e-mail)|cet e-?mail|les informations contenues)\b.*\b(confidenti|destinataire)",
+        re.I,
+    ),
+    re.compile(
+        r"^\s*(this (e-?mail|message)|the information contained)\b.*\b(confidential|intended)", re.I
+    ),
     re.compile(r"^\s*(pensez|merci de penser) (à|a) l.environnement", re.I),
     re.compile(r"^\s*please consider the environment", re.I),
     re.compile(r"^\s*(avertissement|disclaimer)\s*:", re.I),
@@ -117,7 +135,12 @@ SMS_EXPANSIONS: dict[str, str] = {
     "jvoudrais": "je voudrais",
     "voudrai": "voudrais",
 }
-_SMS_RE = re.compile(r"(?<![\w'’])(" + "|".join(sorted(map(re.escape, SMS_EXPANSIONS), key=len, reverse=True)) + r")(?![\w'’])", re.I)
+_SMS_RE = re.compile(
+    r"(?<![\w'’])("
+    + "|".join(sorted(map(re.escape, SMS_EXPANSIONS), key=len, reverse=True))
+    + r")(?![\w'’])",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -175,6 +198,20 @@ def expand_sms(text: str) -> str:
     return _SMS_RE.sub(replace, text)
 
 
+def _drop_courtesies(text: str) -> str:
+    for _ in range(2):  # "Bonjour,\nMadame, Monsieur," has two
+        match = _GREETING_RE.match(text)
+        if match is None or len(text) - match.end() < 20:
+            break
+        text = text[match.end() :].lstrip(" ,\n")
+    lines = text.split("\n")
+    # A closing formula in the last lines starts the signature: drop it and what follows.
+    for index in range(max(1, len(lines) - 6), len(lines)):
+        if _CLOSING_RE.match(lines[index]):
+            return "\n".join(lines[:index]).rstrip()
+    return text
+
+
 def clean_body(body: str) -> str:
     """The new text of a message: no quoted reply, signature, legal footer or OCR debris."""
     text = _CONTROL_RE.sub(" ", body.replace("\r\n", "\n").replace("\r", "\n"))
@@ -183,7 +220,7 @@ def clean_body(body: str) -> str:
     # A message that is nothing but a quote (a forward without comment) keeps its quote.
     if stripped.strip():
         text = stripped
-    text = _drop_disclaimers(text)
+    text = _drop_courtesies(_drop_disclaimers(text))
     text = _URL_RE.sub(" ", text)
     text = _EMAIL_RE.sub(" ", text)
     text = _PHONE_RE.sub(" ", text)
@@ -207,7 +244,9 @@ def prepare(subject: str, body: str) -> PreparedText:
         joined = joined[:MAX_MODEL_CHARS]
         truncated = True
     folded = fold(joined)
-    return PreparedText(model_text=joined, folded_text=folded, language=detect_language(joined), truncated=truncated)
+    return PreparedText(
+        model_text=joined, folded_text=folded, language=detect_language(joined), truncated=truncated
+    )
 
 
 # Language detection: a handful of frequent function words per language is enough to tell
@@ -238,8 +277,12 @@ _STOPWORDS: dict[str, frozenset[str]] = {
         "o a os as de do da em um uma que para com não por mais se na no meu minha obrigado "
         "obrigada olá bom dia senhor senhora estou".split()
     ),
-    "nl": frozenset("de het een en van ik je is niet dat met voor op zijn wij u dank bedankt hallo".split()),
+    "nl": frozenset(
+        "de het een en van ik je is niet dat met voor op zijn wij u dank bedankt hallo".split()
+    ),
 }
+# Compared with folded words, so the lists are folded too ("não" → "nao").
+_STOPWORDS = {code: frozenset(fold(w) for w in words) for code, words in _STOPWORDS.items()}
 _SCRIPTS = (
     ("ar", re.compile(r"[\u0600-\u06ff]")),
     ("ru", re.compile(r"[\u0400-\u04ff]")),
