@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	GUICHET_DEBUG=true $(BIN)/guichet migrate --noinput
 	GUICHET_DEBUG=true $(BIN)/guichet bootstrap_demo
+	GUICHET_DEBUG=true $(BIN)/guichet train_router --if-missing
 	GUICHET_DEBUG=true $(BIN)/guichet serve
 
 # Debian packages the tests drive for real (headless browser, SMTP client); installed when missing.

@@ -262,6 +262,9 @@ LOGGING = {
 GUICHET_PERIODIC_JOBS = [
     "guichet.core.outbox.outbox_flush",
     "guichet.casework.sweeps.submissions_retry_due",
+    "guichet.routing.retraining.router_retrain_if_due",
 ]
+# The router learns from agents' corrections at most this often.
+GUICHET_RETRAIN_HOURS = env_int("GUICHET_RETRAIN_HOURS", 24, minimum=1)
 GUICHET_PERIODIC_SECONDS = env_int("GUICHET_PERIODIC_SECONDS", 30, minimum=1)
 STATICFILES_DIRS = [BASE_DIR / "static"]

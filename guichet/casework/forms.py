@@ -25,6 +25,10 @@ class ReassignForm(forms.Form):
     reason = forms.CharField(label=_("Motif"), max_length=500)
 
 
+class MisroutingForm(forms.Form):
+    reason = forms.CharField(label=_("Pourquoi ce n'est pas pour votre service (facultatif)"), max_length=500, required=False)
+
+
 class ForwardForm(forms.Form):
     authority = forms.ModelChoiceField(label=_("Autorité compétente"), queryset=authority_list_active(), to_field_name="code")
     reason = forms.CharField(label=_("Motif de la transmission"), max_length=500)

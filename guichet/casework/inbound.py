@@ -340,7 +340,11 @@ def request_apply_routing(*, request: Request, decision: RoutingDecision) -> Aut
         explanation=decision.explanation,
         model_version=decision.model_version,
         applied=applied,
+        rule_id=decision.rule_id,
     )
+    if decision.language and decision.language != request.language:
+        request.language = decision.language[:8]
+        request.save(update_fields=["language"])
     if service is None:
         return authority if transmit else None
     request.service = service

@@ -17,6 +17,7 @@ from guichet.core.models import OutgoingMail
 from guichet.core.outbox import outbox_enqueue
 from guichet.directory.models import Authority, Service
 from guichet.routing.models import RoutingRecord
+from guichet.routing.training import labelled_example_record
 
 
 def _locked(request: Request) -> Request:
@@ -122,6 +123,7 @@ def request_reassign(*, actor: User, request: Request, service: Service, reason:
     _set_status(request, RequestStatus.ROUTED if request.status in {RequestStatus.RECEIVED, RequestStatus.ROUTED, RequestStatus.FORWARDED} else request.status)
     request.save(update_fields=["service", "authority", "silence_means", "status", "updated_at", "answered_at", "closed_at"])
     RoutingRecord.objects.create(request=request, source=RoutingRecord.Source.HUMAN, service=service, confidence=1.0, decided_by=actor, reason=reason, applied=True, explanation="Réorientation manuelle")
+    labelled_example_record(request=request, code=service.code)
     audit_log(actor=actor, verb="request.reassign", obj=request, before=before, after={"service": service.code, "reason": reason})
     return request
 
@@ -169,6 +171,7 @@ def request_forward(*, actor: User | None, request: Request, authority: Authorit
     )
     if record_decision:
         RoutingRecord.objects.create(request=request, source=RoutingRecord.Source.HUMAN, authority=authority, confidence=1.0, decided_by=actor, reason=reason, applied=True, explanation="Transmission manuelle")
+        labelled_example_record(request=request, code=authority.code)
     audit_log(actor=actor or "router", verb="request.forward", obj=request, before=before, after={"authority": authority.code, "reason": reason})
     return request
 
@@ -187,3 +190,18 @@ def campaign_reply(*, actor: User, request: Request, body: str) -> list[Message]
         .order_by("received_at")
     )
     return [request_reply(actor=actor, request=member, body=body) for member in members]
+
+
+@transaction.atomic
+def request_report_misrouting(*, actor: User, request: Request, reason: str) -> Request:
+    """One click from the service that received it: back to triage, and the model will learn."""
+    request = _locked(request)
+    before = {"service": request.service.code if request.service else None, "status": request.status}
+    if request.service is None:
+        raise GuichetError("Cette demande est déjà dans la file de tri.")
+    request.service = None
+    _set_status(request, RequestStatus.RECEIVED)
+    request.save(update_fields=["service", "status", "updated_at", "answered_at", "closed_at"])
+    RoutingRecord.objects.create(request=request, source=RoutingRecord.Source.HUMAN, confidence=0.0, decided_by=actor, reason=reason.strip() or "Erreur d'orientation signalée", explanation="Erreur d'orientation signalée : renvoyée au tri")
+    audit_log(actor=actor, verb="request.report_misrouting", obj=request, before=before, after={"status": request.status})
+    return request

@@ -13,7 +13,14 @@ from django.views.decorators.http import require_POST
 
 from guichet.casework import services
 from guichet.casework.access import request_get_for_agent, requests_visible_to
-from guichet.casework.forms import ForwardForm, NoteForm, ReassignForm, ReplyForm, StatusForm
+from guichet.casework.forms import (
+    ForwardForm,
+    MisroutingForm,
+    NoteForm,
+    ReassignForm,
+    ReplyForm,
+    StatusForm,
+)
 from guichet.casework.inbound import submission_release
 from guichet.casework.models import Attachment, AttachmentStatus, Request
 from guichet.casework.selectors import (
@@ -70,6 +77,7 @@ def _detail_context(request_obj: Request, **forms_override: forms.Form) -> dict[
         "status_form": StatusForm(),
         "reassign_form": ReassignForm(),
         "forward_form": ForwardForm(),
+        "misrouting_form": MisroutingForm(),
     }
     context.update(forms_override)
     return context
@@ -85,6 +93,7 @@ Action = Callable[[User, Request, dict[str, Any]], object]
 ACTIONS: dict[str, tuple[type[forms.Form], str, Action, str]] = {
     "repondre": (ReplyForm, "reply_form", lambda a, r, d: services.request_reply(actor=a, request=r, body=d["body"]), "Réponse envoyée à l'usager."),
     "repondre-campagne": (ReplyForm, "campaign_reply_form", lambda a, r, d: services.campaign_reply(actor=a, request=r, body=d["body"]), "Réponse envoyée à toutes les demandes de la campagne."),
+    "signaler-erreur": (MisroutingForm, "misrouting_form", lambda a, r, d: services.request_report_misrouting(actor=a, request=r, reason=d["reason"]), "Erreur d'orientation signalée : la demande retourne à l'équipe de tri."),
     "note": (NoteForm, "note_form", lambda a, r, d: services.request_add_note(actor=a, request=r, body=d["body"]), "Note ajoutée."),
     "statut": (StatusForm, "status_form", lambda a, r, d: services.request_change_status(actor=a, request=r, status=d["status"]), "Statut modifié."),
     "reorienter": (ReassignForm, "reassign_form", lambda a, r, d: services.request_reassign(actor=a, request=r, service=d["service"], reason=d["reason"]), "Demande réorientée."),

@@ -14,6 +14,8 @@ class RoutingDecision:
     explanation: str
     model_version: str
     suggestions: tuple[tuple[str, float], ...] = ()
+    language: str | None = None
+    rule_id: int | None = None
 
     @property
     def target_code(self) -> str | None:

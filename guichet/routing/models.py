@@ -22,6 +22,7 @@ class RoutingRecord(models.Model):
     applied = models.BooleanField(default=False, help_text="Vrai si la décision a été appliquée sans intervention humaine.")
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
     reason = models.TextField(blank=True)
+    rule = models.ForeignKey("routing.RoutingRule", null=True, blank=True, on_delete=models.SET_NULL, related_name="records")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -92,3 +93,38 @@ class LabelledExample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.subject[:60]}"
+
+
+class RoutingRule(models.Model):
+    """An exact rule an administrator writes; rules win over the model."""
+
+    class Kind(models.TextChoices):
+        SENDER_DOMAIN = "sender_domain", "Domaine de l'expéditeur"
+        REFERENCE = "reference", "Référence (expression régulière)"
+        PHRASE = "phrase", "Expression dans le texte"
+
+    name = models.CharField("nom", max_length=200)
+    kind = models.CharField("type", max_length=20, choices=Kind.choices)
+    pattern = models.CharField(
+        "motif", max_length=300,
+        help_text="Domaine (ex. ac-lyon.fr), expression régulière (ex. DOS-\\d{6}) ou expression (ex. carte Pass'Région).",
+    )
+    service = models.ForeignKey("directory.Service", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    authority = models.ForeignKey("directory.Authority", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    priority = models.PositiveIntegerField("priorité", default=100, help_text="La plus petite valeur est essayée en premier.")
+    is_active = models.BooleanField("active", default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["priority", "id"]
+        verbose_name = "règle d'orientation"
+        verbose_name_plural = "règles d'orientation"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(service__isnull=False, authority__isnull=True) | models.Q(service__isnull=True, authority__isnull=False),
+                name="routing_rule_one_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,4 +1,8 @@
-"""`route(request)`: the one routing entry point; the learned model will sit behind it."""
+"""`route(request)`: the one routing entry point.
+
+Order: the administrators' exact rules, then the trained model, then — when no model is
+available — the directory's keywords (v0), so intake never depends on the model being there.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,54 @@ from django.conf import settings
 from guichet.casework.models import Request
 from guichet.directory.models import Authority, Service
 from guichet.intake.channels.email.parsing import strip_quoted_reply
+from guichet.routing.admin_rules import RuleSpec, rule_matching
 from guichet.routing.decisions import RoutingDecision
+from guichet.routing.model_store import classify_for_routing, explanation_for
+from guichet.routing.models import RoutingRule
 from guichet.routing.rules import RuleSet, confidence_of, score_text
 
 MODEL_VERSION = "rules-v0"
 
 
+def _directory() -> dict[str, Service | Authority]:
+    entries: dict[str, Service | Authority] = {s.code: s for s in Service.objects.filter(is_active=True)}
+    entries.update({a.code: a for a in Authority.objects.filter(is_active=True)})
+    return entries
+
+
+def _admin_rules() -> list[RuleSpec]:
+    rules = RoutingRule.objects.filter(is_active=True).select_related("service", "authority").order_by("priority", "pk")
+    return [
+        RuleSpec(rule_id=r.pk, name=r.name, kind=r.kind, pattern=r.pattern, code=(r.service or r.authority).code)  # type: ignore[union-attr]
+        for r in rules
+        if r.service or r.authority
+    ]
+
+
 def route(request: Request) -> RoutingDecision:
-    entries: dict[str, Service | Authority] = {}
-    for service in Service.objects.filter(is_active=True):
-        entries[service.code] = service
-    for authority in Authority.objects.filter(is_active=True):
-        entries[authority.code] = authority
-    rule_sets = [RuleSet(code=code, keywords=tuple(entry.keywords or ())) for code, entry in entries.items()]
+    entries = _directory()
     # Quoted earlier mails and signatures would drag in other topics: route on the new text only.
-    scores = score_text(f"{request.subject}\n{strip_quoted_reply(request.body_text)}", rule_sets)
+    text = f"{request.subject}\n{strip_quoted_reply(request.body_text)}"
+    rule = rule_matching(_admin_rules(), sender_email=request.requester.email, text=text)
+    if rule is not None and rule.code in entries:
+        return RoutingDecision(entries[rule.code], 1.0, f"Règle « {rule.name} » ({rule.pattern}).", f"rule:{rule.rule_id}", rule_id=rule.rule_id)
+    decision = classify_for_routing(request.subject, strip_quoted_reply(request.body_text))
+    if decision is not None and decision.code in entries:
+        confident = decision.auto and decision.probability >= settings.GUICHET_ROUTING_THRESHOLD
+        return RoutingDecision(
+            entries[decision.code] if confident else None,
+            decision.probability,
+            explanation_for(decision),
+            decision.model_version,
+            decision.top,
+            language=decision.language,
+        )
+    return _keyword_route(text, entries)
+
+
+def _keyword_route(text: str, entries: dict[str, Service | Authority]) -> RoutingDecision:
+    rule_sets = [RuleSet(code=code, keywords=tuple(entry.keywords or ())) for code, entry in entries.items()]
+    scores = score_text(text, rule_sets)
     confidence = confidence_of(scores)
     suggestions = tuple((s.code, s.score) for s in scores[:3])
     if not scores:
