@@ -238,6 +238,8 @@ GUICHET_SWEEP_AFTER_SECONDS = env_int("GUICHET_SWEEP_AFTER_SECONDS", 60, minimum
 
 # Routing v0 keeps a request in triage below this keyword-rule confidence.
 GUICHET_ROUTING_THRESHOLD = float(env_str("GUICHET_ROUTING_THRESHOLD", "0.5"))
+# A message is split into sub-requests when paragraphs go to different codes above this.
+GUICHET_SPLIT_MIN_CONFIDENCE = float(env_str("GUICHET_SPLIT_MIN_CONFIDENCE", "0.8"))
 # Transmission to an outside authority (CRPA L114-2) without a human, above this confidence.
 GUICHET_AUTO_FORWARD = env_bool("GUICHET_AUTO_FORWARD", True)
 GUICHET_AUTO_FORWARD_MIN_CONFIDENCE = float(env_str("GUICHET_AUTO_FORWARD_MIN_CONFIDENCE", "0.9"))

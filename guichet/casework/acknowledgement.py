@@ -30,6 +30,7 @@ def acknowledgement_context(request: Request) -> dict[str, Any]:
         "court": settings.GUICHET_ADMINISTRATIVE_COURT,
         "tracking_url": request.tracking_url(),
         "guichet_address": settings.GUICHET_ADDRESS,
+        "parts": list(request.linked_requests.select_related("service", "authority").order_by("pk")),
     }
 
 

@@ -39,6 +39,7 @@ from guichet.intake.models import Requester, Submission
 from guichet.routing.decisions import RoutingDecision
 from guichet.routing.models import RoutingRecord
 from guichet.routing.router import route
+from guichet.routing.topics import topics_of
 from guichet.routing.urgency import urgency_of
 
 logger = logging.getLogger(__name__)
@@ -298,6 +299,7 @@ def request_open(*, interpreted: Interpreted, submission: Submission, parent: Re
     _store_message(request=request, interpreted=interpreted, submission=submission)
     audit_log(actor=f"channel:{submission.channel}", verb="request.open", obj=request, after={"tracking_number": request.tracking_number, "submission": submission.pk})
     transmit_to = request_apply_routing(request=request, decision=route(request))
+    request_split_topics(request=request)
     request_flag_urgency(request=request, text=f"{interpreted.subject}\n{interpreted.text}")
     campaign_attach(request=request)
     if transmit_to is not None and not interpreted.is_automated:
@@ -387,6 +389,42 @@ def request_acknowledge(*, request: Request, send: bool = True) -> Message:
     )
     audit_log(actor="system", verb="request.acknowledge", obj=request, after={"to": email, "mail": mail.pk if mail else None, "sent": mail is not None})
     return message
+
+
+def request_split_topics(*, request: Request) -> list[Request]:
+    """One sub-request per other service a message also concerns, linked to the main one."""
+    topics = topics_of(request.body_text)
+    if not topics:
+        return []
+    entries: dict[str, Service | Authority] = {s.code: s for s in Service.objects.filter(is_active=True)}
+    entries.update({a.code: a for a in Authority.objects.filter(is_active=True)})
+    own = request.service.code if request.service else None
+    if own is None and isinstance(entries.get(topics[0][0]), Service):
+        # Mixed topics blur the whole message's score: the first matter keeps the main request.
+        own = topics[0][0]
+        request_apply_routing(request=request, decision=RoutingDecision(entries[own], 1.0, f"Message à plusieurs sujets : le premier concerne « {own} ».", "split"))
+    children = []
+    for number, (code, text) in enumerate(((c, t) for c, t in topics if c != own and c in entries), start=1):
+        child = Request.objects.create(
+            tracking_number=tracking_number_allocate(received_at=request.received_at),
+            requester=request.requester,
+            channel=request.channel,
+            subject=f"{request.subject or 'Demande'} (partie {number})"[:500],
+            body_text=text,
+            received_at=request.received_at,
+            legal_deadline=request.legal_deadline,
+            parent=request,
+            language=request.language,
+        )
+        explanation = f"Sous-demande : cette partie du message {request.tracking_number} concerne « {code} »."
+        transmit_to = request_apply_routing(request=child, decision=RoutingDecision(entries[code], 1.0, explanation, "split"))
+        if transmit_to is not None:
+            from guichet.casework.services import request_forward
+
+            request_forward(actor=None, request=child, authority=transmit_to, reason="Cette partie de la demande relève de la compétence de cette autorité.", record_decision=False)
+        audit_log(actor="router", verb="request.split", obj=child, after={"parent": request.tracking_number, "code": code})
+        children.append(child)
+    return children
 
 
 def request_flag_urgency(*, request: Request, text: str) -> bool:

@@ -8,8 +8,17 @@ from guichet.core.models import Blob
 
 
 def blob_put(*, data: bytes) -> Blob:
+    """Store `data` once under its sha256; storing the same bytes again is a no-op.
+
+    One `INSERT ... ON CONFLICT DO NOTHING` (SQLite: `INSERT OR IGNORE`): no SELECT first, no
+    savepoint. Two transactions storing the same bytes at once cannot fail: the second waits
+    for the first and inserts nothing. The bytes behind a digest are the same whoever stored
+    them, so the object returned is as good as the stored row (only its `created_at` may be
+    later than the row's).
+    """
     digest = hashlib.sha256(data).hexdigest()
-    blob, _ = Blob.objects.get_or_create(sha256=digest, defaults={"size": len(data), "data": data})
+    blob = Blob(sha256=digest, size=len(data), data=data)
+    Blob.objects.bulk_create([blob], ignore_conflicts=True)
     return blob
 
 
