@@ -18,10 +18,11 @@ def submission_receive(*, inbound: InboundMessage) -> tuple[Submission, bool]:
 
     Nothing that can fail on content runs here: parsing, routing and the acknowledgement
     happen in `submission_process`, enqueued after commit, so a bug there never loses input.
+
+    Once is enforced by the unique (channel, idempotency_key) constraint, not by a lookup
+    first: a new input (nearly always the case) costs no extra query, and a redelivered one
+    rolls its transaction back and returns the stored submission.
     """
-    existing = Submission.objects.filter(channel=inbound.channel, idempotency_key=inbound.idempotency_key).first()
-    if existing is not None:
-        return existing, False
     try:
         with transaction.atomic():
             raw = blob_put(data=inbound.raw)
@@ -42,7 +43,7 @@ def submission_receive(*, inbound: InboundMessage) -> tuple[Submission, bool]:
             )
             transaction.on_commit(lambda: _enqueue_processing(submission.pk))
     except IntegrityError:
-        # Two deliveries of the same input raced; the other one committed first.
+        # Already stored: an earlier delivery, or a concurrent one that committed first.
         existing = Submission.objects.filter(channel=inbound.channel, idempotency_key=inbound.idempotency_key).first()
         if existing is None:
             raise

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import ssl
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -22,9 +20,6 @@ logger = logging.getLogger(__name__)
 # RFC 5321 caps lines at 1000 octets, but real clients and robots exceed it; refusing their
 # mail would lose it, so accept long lines up to the message size limit's order of magnitude.
 LONG_LINE_LIMIT = 4 * 1024 * 1024
-
-
-_EXECUTOR = ThreadPoolExecutor(max_workers=int(os.environ.get("XTHREADS", "6")), thread_name_prefix="smtpd-db")
 
 
 class GuichetSMTP(SMTP):
@@ -72,7 +67,7 @@ class IntakeHandler:
             "tls": session.ssl is not None,
         }
         try:
-            submission_id = await sync_to_async(_receive, thread_sensitive=False, executor=_EXECUTOR)(raw, meta)
+            submission_id = await sync_to_async(_receive, thread_sensitive=False)(raw, meta)
         except DatabaseError:
             logger.exception("Database unavailable: asking the sender to retry")
             return self._reply(envelope, "451 4.3.0 Erreur temporaire, réessayez plus tard / temporary failure")
