@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
+import numpy as np
 from django.db.models import Q
 from django.utils import timezone
 
@@ -17,7 +18,6 @@ MIN_WORDS = 25
 MIN_SIMILARITY = 0.7
 WINDOW = dt.timedelta(days=60)
 SIGNATURE_SIZE = 32
-SEEDS = tuple(f"g{i}".encode() for i in range(SIGNATURE_SIZE))
 
 
 def shingles(text: str) -> frozenset[str]:
@@ -28,12 +28,23 @@ def shingles(text: str) -> frozenset[str]:
     return frozenset(" ".join(words[i : i + 3]) for i in range(len(words) - 2))
 
 
-def minhashes(grams: frozenset[str]) -> tuple[int, ...]:
-    def signed64(data: bytes) -> int:
-        # PostgreSQL's bigint is signed.
-        return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
+_rng = np.random.default_rng(20261125)
+# Multiply-shift hashing (odd a, wrapping 64-bit arithmetic): one blake2b per trigram, then
+# every seed of the signature in one numpy pass.
+_A = _rng.integers(0, 2**63, size=SIGNATURE_SIZE, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+_B = _rng.integers(0, 2**63, size=SIGNATURE_SIZE, dtype=np.uint64)
 
-    return tuple(min(signed64(seed + gram.encode()) for gram in grams) for seed in SEEDS)
+
+def minhashes(grams: frozenset[str]) -> tuple[int, ...]:
+    values = np.fromiter(
+        (int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=8).digest(), "big") for gram in grams),
+        dtype=np.uint64,
+        count=len(grams),
+    )
+    with np.errstate(over="ignore"):
+        hashed = (_A[:, None] * values[None, :] + _B[:, None]) >> np.uint64(1)
+    # One bit dropped so the values fit PostgreSQL's signed bigint.
+    return tuple(int(v) for v in hashed.min(axis=1))
 
 
 def similarity(a: frozenset[str], b: frozenset[str]) -> float:
