@@ -187,16 +187,10 @@ def _run(args: argparse.Namespace, var_dir: str) -> int:
         )
     )
     if args.json:
+        from guichet.routing.evaluation import SUMMARY_KEYS
+
         keys = [
-            "n",
-            "accuracy",
-            "macro_f1",
-            "auto_rate",
-            "auto_precision",
-            "ext_recall",
-            "ece",
-            "latency_ms_p50",
-            "latency_ms_p95",
+            *SUMMARY_KEYS,
             "train_s",
             "model_load_s",
             "model_rss_mb",

@@ -19,6 +19,18 @@ import numpy as np
 from guichet.routing.classifier import Embedder, RouterClassifier, expected_calibration_error
 from guichet.routing.textprep import prepare
 
+# The headline figures of an evaluation (the contract's scalar keys), in display order.
+SUMMARY_KEYS = (
+    "n",
+    "accuracy",
+    "macro_f1",
+    "auto_rate",
+    "auto_precision",
+    "ext_recall",
+    "ece",
+    "latency_ms_p50",
+    "latency_ms_p95",
+)
 
 class ExamplesFileError(ValueError):
     """A labelled file that cannot be read; the message names the line."""

@@ -31,7 +31,7 @@ from guichet.routing.classifier import (
     fit_classifier,
     model_version_for,
 )
-from guichet.routing.evaluation import LabelledRow, classifier_evaluate, rows_read
+from guichet.routing.evaluation import SUMMARY_KEYS, LabelledRow, classifier_evaluate, rows_read
 from guichet.routing.models import LabelledExample, RouterModel
 
 logger = logging.getLogger(__name__)
@@ -380,18 +380,7 @@ def router_model_activate(*, model: RouterModel, actor: str) -> None:
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "n",
-        "accuracy",
-        "macro_f1",
-        "auto_rate",
-        "auto_precision",
-        "ext_recall",
-        "ece",
-        "latency_ms_p50",
-        "latency_ms_p95",
-    )
-    return {k: report[k] for k in keys}
+    return {k: report[k] for k in SUMMARY_KEYS}
 
 
 def _should_promote(
