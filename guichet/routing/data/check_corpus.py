@@ -3,9 +3,9 @@
 
 - every line is valid JSON with the keys subject, body, expected, channel (and optional also);
 - codes and channels are valid, each seed file holds only its own code;
-- counts per code (seed >= 60, dev == 12);
+- counts per code (seed >= 60, dev == 12, holdout == 10);
 - no exact duplicate body anywhere;
-- no dev body shares a 12-word sequence with a seed body;
+- no dev or holdout body shares a 12-word sequence with a seed body;
 - warns about sentences (>= 8 words) repeated in two different examples.
 Exit status 1 on any error.
 """
@@ -85,16 +85,24 @@ dev = load(HERE / "dev.jsonl") if (HERE / "dev.jsonl").exists() else []
 if not dev:
     errors.append("dev.jsonl missing or empty")
 dev_count = Counter(d["expected"] for _, d in dev)
+# Written by another hand from the directory alone, without seeing seed or dev: a second,
+# independent measure of how the router generalises. Never trained on either.
+holdout = load(HERE / "holdout.jsonl") if (HERE / "holdout.jsonl").exists() else []
+if not holdout:
+    errors.append("holdout.jsonl missing or empty")
+holdout_count = Counter(d["expected"] for _, d in holdout)
 
 for code in CODES:
     if seed_count[code] < 60:
         errors.append(f"seed {code}: {seed_count[code]} < 60")
     if dev_count[code] != 12:
         errors.append(f"dev {code}: {dev_count[code]} != 12")
+    if holdout_count[code] != 10:
+        errors.append(f"holdout {code}: {holdout_count[code]} != 10")
 
 # exact duplicate bodies (normalised whitespace/case)
 seen: dict[str, str] = {}
-for where, d in seed + dev:
+for where, d in seed + dev + holdout:
     key = " ".join(d["body"].lower().split())
     if key in seen:
         errors.append(f"duplicate body: {where} = {seen[key]}")
@@ -105,10 +113,10 @@ seed_grams = defaultdict(list)
 for where, d in seed:
     for g in ngrams(words(d["body"])):
         seed_grams[g].append(where)
-for where, d in dev:
+for where, d in dev + holdout:
     hits = {w for g in ngrams(words(d["body"])) for w in seed_grams.get(g, [])}
     if hits:
-        errors.append(f"dev {where} shares a 12-word sequence with {sorted(hits)[:3]}")
+        errors.append(f"{where} shares a 12-word sequence with {sorted(hits)[:3]}")
 
 # repeated sentences (warning only)
 sent_where = defaultdict(set)
@@ -119,10 +127,10 @@ for where, d in seed + dev:
             sent_where[" ".join(ws)].add(where)
 warnings = [(s, w) for s, w in sent_where.items() if len(w) > 1]
 
-print("code                    seed  dev")
+print("code                    seed  dev  holdout")
 for code in CODES:
-    print(f"{code:22s} {seed_count[code]:5d} {dev_count[code]:4d}")
-print(f"{'TOTAL':22s} {sum(seed_count.values()):5d} {len(dev):4d}")
+    print(f"{code:22s} {seed_count[code]:5d} {dev_count[code]:4d} {holdout_count[code]:8d}")
+print(f"{'TOTAL':22s} {sum(seed_count.values()):5d} {len(dev):4d} {len(holdout):8d}")
 chan = Counter(d["channel"] for _, d in seed + dev)
 print("channels:", dict(chan), "| with also:", sum("also" in d for _, d in seed + dev),
       "| empty subjects:", sum(not d["subject"].strip() for _, d in seed + dev))
