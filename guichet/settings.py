@@ -238,6 +238,11 @@ GUICHET_SWEEP_AFTER_SECONDS = env_int("GUICHET_SWEEP_AFTER_SECONDS", 60, minimum
 
 # Routing v0 keeps a request in triage below this keyword-rule confidence.
 GUICHET_ROUTING_THRESHOLD = float(env_str("GUICHET_ROUTING_THRESHOLD", "0.5"))
+# Precision the router's per-code thresholds aim at when a model is trained, measured by
+# cross-validation of its training examples (see TrainingConfig.target_precision). A Région
+# whose training data is mostly its own mail, rather than the shipped decoy-dense corpus,
+# should raise it to 0.97 after measuring with `guichet evaluate_routing`.
+GUICHET_ROUTING_TARGET_PRECISION = float(env_str("GUICHET_ROUTING_TARGET_PRECISION", "0.965"))
 # A message is split into sub-requests when paragraphs go to different codes above this.
 GUICHET_SPLIT_MIN_CONFIDENCE = float(env_str("GUICHET_SPLIT_MIN_CONFIDENCE", "0.8"))
 # Transmission to an outside authority (CRPA L114-2) without a human, above this confidence.

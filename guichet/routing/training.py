@@ -267,6 +267,13 @@ def comparison_rows() -> list[LabelledRow]:
     return rows
 
 
+def training_config(*, use_embeddings: bool = False) -> TrainingConfig:
+    """The training settings of this installation."""
+    return TrainingConfig(
+        use_embeddings=use_embeddings, target_precision=settings.GUICHET_ROUTING_TARGET_PRECISION
+    )
+
+
 def router_train(
     *,
     actor: str = "system",
@@ -284,7 +291,7 @@ def router_train(
     started = time.perf_counter()
     entries = directory_codes()
     examples = training_examples(entries=entries, seed_per_code=seed_per_code)
-    config = config or TrainingConfig()
+    config = config or training_config()
     embedder = _embedder() if config.use_embeddings else None
 
     def report(step: str, done: int, total: int) -> None:

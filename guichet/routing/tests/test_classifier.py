@@ -161,6 +161,46 @@ def test_a_code_that_is_never_right_is_never_automatic() -> None:
     assert fit_thresholds(probabilities, y, ["a", "b"], target=0.97)["a"] > 1.0
 
 
+def test_a_code_with_few_predictions_takes_a_threshold_near_the_all_codes_one() -> None:
+    # given: "a" is predicted 600 times, calibrated; "b" only 6 times, all right at 0.9
+    rng = np.random.default_rng(1)
+    confidence_a = rng.uniform(0.5, 1.0, 600)
+    right_a = rng.uniform(0, 1, 600) < confidence_a
+    confidence = np.concatenate([confidence_a, np.full(6, 0.9)])
+    predicted = np.concatenate([np.zeros(600, dtype=int), np.ones(6, dtype=int)])
+    y = np.concatenate([np.where(right_a, 0, 1), np.ones(6, dtype=int)])
+    probabilities = np.zeros((606, 2))
+    probabilities[np.arange(606), predicted] = confidence
+    probabilities[np.arange(606), 1 - predicted] = 1 - confidence
+    # when
+    shrunk = fit_thresholds(probabilities, y, ["a", "b"], target=0.95)
+    alone = fit_thresholds(probabilities, y, ["a", "b"], target=0.95, prior_strength=0.0)
+    # then: six lucky messages are not enough to route "b" from 0.9, as they alone would
+    assert alone["b"] == pytest.approx(0.9)
+    assert alone["b"] < shrunk["b"] < alone["a"]
+    assert shrunk["b"] - alone["b"] > 5 * (alone["a"] - shrunk["b"])
+    assert shrunk["a"] == pytest.approx(alone["a"], abs=0.02)
+
+
+def test_outside_authorities_get_the_log_odds_that_fit_held_out_mail() -> None:
+    from guichet.routing.classifier import _favour, _fit_bias, external_mask
+
+    mask = external_mask(["lycees", "ext:departement"])
+    assert mask.tolist() == [False, True]
+    # given: held-out messages at 0.6 for lycées, 0.4 for the collège's Département, where
+    # the Département was right one time in two
+    probabilities = np.array([[0.6, 0.4]] * 10 + [[0.9, 0.1]] * 2)
+    y = np.array([1] * 5 + [0] * 5 + [0] * 2)
+    # when
+    bias = _fit_bias(probabilities, y, mask)
+    favoured = _favour(probabilities, mask, bias)
+    # then: the fitted bias lifts ext:departement, and rows stay distributions
+    assert bias > 0
+    assert favoured[0, 1] > 0.4
+    assert np.allclose(favoured.sum(axis=1), 1.0)
+    assert _fit_bias(probabilities, y, np.zeros(2, dtype=bool)) == 0.0
+
+
 def test_calibration_error_is_zero_when_confidence_matches_accuracy() -> None:
     confidence = np.array([0.8] * 10)
     correct = np.array([True] * 8 + [False] * 2)

@@ -93,7 +93,10 @@ def test_reporting_a_wrong_routing_sends_it_back_and_corrections_become_examples
     assert example.code == "ext:departement" and example.source == LabelledExample.Source.CORRECTION
 
 
-def test_periodic_retraining_waits_for_corrections_and_the_period(directory: dict[str, Any], settings: Any) -> None:
+def test_periodic_retraining_waits_for_corrections_and_the_period(directory: dict[str, Any], settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from guichet.routing import training
+
+    monkeypatch.setattr(training, "SEED_SAMPLE_PER_CODE", 8)  # the task retrains on the whole corpus
     assert router_retrain_if_due() is False  # no model yet: installation trains the first one
     _train()
     first = RouterModel.objects.get()

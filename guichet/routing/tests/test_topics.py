@@ -28,7 +28,7 @@ TWO_MATTERS = (
 
 def test_two_matters_are_split_into_linked_requests_with_one_acknowledgement(directory: dict[str, Any], settings: Any) -> None:
     model_store.model_store_reset()
-    call_command("train_router", stdout=StringIO(), stderr=StringIO())
+    call_command("train_router", "--sample", "60", stdout=StringIO(), stderr=StringIO())
     settings.GUICHET_SPLIT_MIN_CONFIDENCE = 0.5
     request = make_request(subject="Deux questions", body=TWO_MATTERS)
     parts = list(request.linked_requests.all())

@@ -13,7 +13,6 @@ from tqdm import tqdm
 
 from guichet.core.errors import GuichetError
 from guichet.routing import training
-from guichet.routing.classifier import TrainingConfig
 from guichet.routing.evaluation import ExamplesFileError, rows_read
 from guichet.routing.models import RouterModel
 
@@ -130,7 +129,7 @@ class Command(BaseCommand):
                 actor="command:train_router",
                 progress=bars,
                 stop=stop,
-                config=TrainingConfig(use_embeddings=embeddings),
+                config=training.training_config(use_embeddings=embeddings),
                 force=force,
                 seed_per_code=max(1, sample) if sample is not None else None,
             )
