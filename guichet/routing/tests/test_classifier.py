@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -241,3 +242,40 @@ def test_a_large_corpus_is_calibrated_on_one_held_out_quarter() -> None:
     assert len(folds) == 1
     assert len(folds[0][1]) == pytest.approx(len(y) / 4, rel=0.01)
     assert len(_folds(y[:500], np.ones(500), TrainingConfig())) == 5
+
+
+def test_a_large_corpus_trains_with_one_vocabulary_and_the_final_fit_in_the_background(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from guichet.routing import classifier
+
+    # given: "large" lowered so the slice of the seed takes the path of 100,000 examples
+    monkeypatch.setattr(classifier, "LARGE_CORPUS", 100)
+    started: list[str] = []
+    real_in_background = classifier._in_background
+
+    def spying(function: Any, *args: Any) -> Any:
+        started.append(function.__name__)
+        return real_in_background(function, *args)
+
+    monkeypatch.setattr(classifier, "_in_background", spying)
+    # when
+    model = fit_classifier(small_examples(), version="test-large")
+    # then: one held-out quarter calibrated it, the final fit ran apart, and it routes
+    assert started == ["_fit_svm"]
+    mail = sum(e.weight >= 1 for e in small_examples())
+    assert model.cv_metrics["n"] == pytest.approx(mail * 0.25, rel=0.1)
+    assert (
+        model.predict("Chauffage", "Les radiateurs du lycée Vaugelas sont froids").code == "lycees"
+    )
+
+
+def test_an_error_in_the_background_fit_reaches_the_caller() -> None:
+    from guichet.routing.classifier import _in_background
+
+    def failing() -> None:
+        raise ValueError("liblinear refused")
+
+    with pytest.raises(ValueError, match="liblinear"):
+        _in_background(failing)()
+    assert _in_background(sum, [1, 2])() == 3
