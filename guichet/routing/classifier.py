@@ -241,12 +241,11 @@ class RouterClassifier:
             embed_probabilities = _softmax(embed_logits / calibration.embed_temperature)
             probabilities = _combine(probabilities, embed_probabilities, calibration.embed_weight)
         probabilities = _sharpen(probabilities, calibration.ensemble_temperature)
-        probabilities = _favour(probabilities, self._external_mask(), calibration.external_bias)
+        probabilities = _favour(
+            probabilities, external_mask(self.labels), calibration.external_bias
+        )
         contributions = [features] if explain else []
         return probabilities, contributions
-
-    def _external_mask(self) -> np.ndarray:
-        return external_mask(self.labels)
 
     def _evidence(
         self, prepared: PreparedText, features: sparse.csr_matrix, label: int
@@ -676,10 +675,10 @@ def fit_thresholds(
     """Per code, the lowest probability from which held-out predictions are still right at
     least ``target`` of the time, shrunk towards the same threshold fitted on all codes.
 
-    With about a hundred held-out predictions a code, a code's own threshold moves a long way
-    on one lucky or unlucky message, and so do a code's threshold alone: the global one,
-    fitted on thousands, is the prior, and a code earns its own in proportion to its
-    predictions (``prior_strength`` is worth that many). Correctness is blended with the
+    With about a hundred and fifty held-out predictions a code, a code's own threshold moves
+    a long way on one lucky or unlucky message: the all-codes threshold, fitted on thousands,
+    is the prior, and a code earns its own in proportion to its predictions (the prior is
+    worth ``prior_strength`` of them). Correctness is blended with the
     calibrated probability (``belief``) for the same reason. A code whose most confident
     predictions already miss the target is not routed automatically (threshold above 1).
     """
